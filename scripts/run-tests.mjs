@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// Runs every test/**/*.test.ts file in its own Node process (through tsx), two at
+// a time, and sums uvu's per-file counts. Each file gets a hard time limit, a file
+// that crashes or times out counts as a failure, and a run that finds no test at
+// all fails: uvu alone exits 0 when it runs nothing.
+//
+// The last line printed is "N passed, N failed" (read by CI).
+// Usage: npm test [-- FILTER…]   (substring match on the test file path)
+import { spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { cpus } from "node:os";
+import { join, relative, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const filters = process.argv.slice(2);
+const perFileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 180_000);
+const concurrency = Number(process.env.TEST_CONCURRENCY ?? Math.max(1, Math.min(2, cpus().length)));
+
+function walk(dir) {
+  const out = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...walk(p));
+    else if (name.endsWith(".test.ts")) out.push(p);
+  }
+  return out;
+}
+
+const files = walk(join(root, "test"))
+  .map((f) => relative(root, f))
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+  .sort();
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const failures = [];
+
+function runFile(file) {
+  return new Promise((resolveRun) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, ["--import", "tsx", file], {
+      cwd: root,
+      env: { ...process.env, FORCE_COLOR: "0", NODE_ENV: "test" },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const timer = setTimeout(() => {
+      out += `\n[run-tests] ${file}: killed after ${perFileTimeoutMs} ms\n`;
+      try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ }
+    }, perFileTimeoutMs);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? NaN);
+      const ok = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? NaN);
+      const skip = Number(/Skipped:\s+(\d+)/.exec(out)?.[1] ?? 0);
+      let p = 0, f = 0;
+      if (Number.isFinite(total) && Number.isFinite(ok)) {
+        p = ok;
+        f = total - ok - skip;
+        if (code !== 0 && f === 0) f = 1; // crashed after its summary (e.g. unhandled rejection)
+      } else {
+        f = 1; // no summary: the file crashed, hung or ran no uvu suite
+      }
+      if (p === 0 && f === 0) f = 1; // a file with zero tests is a mistake
+      passed += p;
+      failed += f;
+      skipped += skip;
+      const ms = Date.now() - started;
+      const status = f > 0 ? "FAIL" : "ok  ";
+      console.log(`${status} ${file}  (${p} passed, ${f} failed, ${ms} ms)`);
+      if (f > 0 || process.env.TEST_VERBOSE) {
+        failures.push(file);
+        console.log(out.split("\n").map((l) => `    ${l}`).join("\n"));
+        if (signal) console.log(`    [run-tests] exited on ${signal}`);
+      }
+      resolveRun();
+    });
+  });
+}
+
+const queue = [...files];
+await Promise.all(
+  Array.from({ length: concurrency }, async () => {
+    while (queue.length > 0) await runFile(queue.shift());
+  }),
+);
+
+if (files.length === 0 || passed + failed === 0) {
+  console.log("no test files found: a run that tests nothing fails");
+  failed = Math.max(failed, 1);
+}
+if (failures.length) console.log(`failed files: ${failures.join(", ")}`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+process.exitCode = failed > 0 ? 1 : 0;

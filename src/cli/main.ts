@@ -1,0 +1,57 @@
+// The `meshkey` command line. Each verb lives in its own file under commands/
+// and exports a `command: CliCommand`; this file only dispatches.
+import type { CliCommand } from "./command.js";
+
+const verbs: Record<string, () => Promise<{ command: CliCommand }>> = {
+  serve: () => import("./commands/serve.js"),
+  token: () => import("./commands/token.js"),
+  ca: () => import("./commands/ca.js"),
+  bootstrap: () => import("./commands/bootstrap.js"),
+  render: () => import("./commands/render.js"),
+  validate: () => import("./commands/validate.js"),
+  diff: () => import("./commands/diff.js"),
+  demo: () => import("./commands/demo.js"),
+};
+
+const usage = `meshkey — SPIFFE identity (CA + SDS) and Envoy configuration (ADS) service
+
+Usage: meshkey <command> [options]     (meshkey <command> --help for details)
+
+Commands:
+  serve       run the CA, the SDS node agent, the ADS control plane and the admin server
+  token       print a service-account JWT from the dev issuer
+  ca          init | show the CA root
+  bootstrap   render an Envoy bootstrap (sidecar, pilot, ingress, mixer-like)
+  render      write the resources the control plane would push, per node
+  validate    check Envoy config files strictly (proto JSON + PGV rules)
+  diff        semantic diff of two Envoy configs (exit 0 same, 1 different, 2 error)
+  demo        the seeds' four-request mTLS demo, end to end
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv;
+  if (verb === undefined || verb === "--help" || verb === "-h" || verb === "help") {
+    process.stdout.write(usage);
+    return verb === undefined ? 2 : 0;
+  }
+  const load = verbs[verb];
+  if (!load) {
+    process.stderr.write(`meshkey: unknown command "${verb}"\n\n${usage}`);
+    return 2;
+  }
+  let command: CliCommand;
+  try {
+    ({ command } = await load());
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND") {
+      process.stderr.write(`meshkey: command "${verb}" is not available in this build\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(command.help.endsWith("\n") ? command.help : `${command.help}\n`);
+    return 0;
+  }
+  return command.run(rest);
+}

@@ -1,0 +1,117 @@
+// One HTTP/2 gRPC server (connect-node, gRPC protocol only) on TCP, TLS or a
+// Unix socket, with the shutdown sequence every meshkey server needs: abort the
+// handlers' signals, stop accepting, close every tracked HTTP/2 session, and
+// destroy what is still open after a grace period. Without closing sessions an
+// idle client keeps the process alive.
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+
+/** Largest gRPC message accepted or sent by default (4 MiB, gRPC's own default). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+export type ListenAddress = { host: string; port: number } | { path: string };
+
+export interface GrpcServerTls {
+  key: string | Buffer;
+  cert: string | Buffer;
+  /** Trust anchors for client certificates (only with requestCert). */
+  ca?: string | Buffer | Array<string | Buffer>;
+  requestCert?: boolean;
+}
+
+export interface GrpcServerOptions {
+  routes: (router: ConnectRouter) => void;
+  listen: ListenAddress;
+  tls?: GrpcServerTls;
+  /** Max size of one message, both directions. */
+  maxMessageBytes?: number;
+}
+
+export interface RunningGrpcServer {
+  /** "127.0.0.1:15010" or "unix:/path". */
+  readonly address: string;
+  /** The TCP port actually bound (0 for Unix sockets). */
+  readonly port: number;
+  /** Number of open HTTP/2 sessions (connections). */
+  sessionCount(): number;
+  /** Stops accepting, ends streams (handlers see their signal abort), closes sessions. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
+  const shutdown = new AbortController();
+  const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const handler = connectNodeAdapter({
+    routes: options.routes,
+    grpc: true,
+    connect: false,
+    grpcWeb: false,
+    readMaxBytes: maxBytes,
+    writeMaxBytes: maxBytes,
+    shutdownSignal: shutdown.signal,
+  });
+  const server: http2.Http2Server | http2.Http2SecureServer = options.tls
+    ? http2.createSecureServer(
+        {
+          key: options.tls.key,
+          cert: options.tls.cert,
+          ca: options.tls.ca,
+          requestCert: options.tls.requestCert ?? false,
+          rejectUnauthorized: options.tls.requestCert ?? false,
+          allowHTTP1: false,
+          minVersion: "TLSv1.2",
+        },
+        handler,
+      )
+    : http2.createServer(handler);
+
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s: http2.ServerHttp2Session) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+    // A peer that breaks the connection must not crash the process.
+    s.on("error", () => {});
+  });
+  server.on("error", () => {});
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once("error", onError);
+    const done = () => {
+      server.off("error", onError);
+      resolve();
+    };
+    if ("path" in options.listen) server.listen(options.listen.path, done);
+    else server.listen(options.listen.port, options.listen.host, done);
+  });
+
+  const addr = server.address();
+  const port = typeof addr === "object" && addr !== null ? (addr as AddressInfo).port : 0;
+  const address =
+    "path" in options.listen
+      ? `unix:${options.listen.path}`
+      : `${options.listen.host.includes(":") ? `[${options.listen.host}]` : options.listen.host}:${port}`;
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    port,
+    sessionCount: () => sessions.size,
+    close(graceMs = 2_000) {
+      closing ??= (async () => {
+        shutdown.abort();
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const s of sessions) s.close();
+        const timer = setTimeout(() => {
+          for (const s of sessions) s.destroy();
+        }, graceMs);
+        timer.unref();
+        await closed;
+        clearTimeout(timer);
+      })();
+      return closing;
+    },
+  };
+}

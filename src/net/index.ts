@@ -1,0 +1,9 @@
+// Shared HTTP/2 gRPC server plumbing used by the CA, SDS and xDS servers.
+export {
+  startGrpcServer,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type GrpcServerOptions,
+  type GrpcServerTls,
+  type ListenAddress,
+  type RunningGrpcServer,
+} from "./grpc-server.js";
