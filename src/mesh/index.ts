@@ -1,0 +1,26 @@
+// Mesh registry (YAML file → validated model, watched) and the pure translator
+// (model + node → Envoy resources).
+export {
+  MeshError,
+  serviceHost,
+  spiffeId,
+  mtlsModeOf,
+  targetPort,
+  type MeshModel,
+  type MeshService,
+  type MeshPort,
+  type MeshEndpoint,
+  type MeshLocality,
+  type MeshNamespace,
+  type Protocol,
+  type MtlsMode,
+} from "./model.js";
+export { parseMesh, loadMeshFile } from "./parse-mesh.js";
+export { defaultMesh, defaultMeshYaml } from "./default-mesh.js";
+export { watchMeshFile, type MeshWatcher } from "./watch-mesh-file.js";
+export { nodeKind, sidecarIdentity, workloadServices, type NodeInfo, type NodeKind, type SidecarIdentity } from "./node-info.js";
+export type { ResourceSet, TranslateOptions } from "./translate/resource-set.js";
+export { translateForNode } from "./translate/translate-for-node.js";
+export { checkConsistency, collectReferences, type References } from "./translate/consistency.js";
+export { resourceTypeRegistry } from "./translate/type-registry.js";
+export { sdsConfigSource, SECRET_DEFAULT, SECRET_ROOTCA, SDS_CLUSTER_NAME } from "./translate/config-sources.js";

@@ -1,0 +1,64 @@
+// Who is asking: an Envoy sidecar (Istio node id or metadata) or a proxyless gRPC client.
+import type { MeshModel, MeshService } from "./model.js";
+
+/** The parts of an xDS Node the translator reads (metadata as JSON, like google.protobuf.Struct). */
+export interface NodeInfo {
+  id: string;
+  cluster?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export type NodeKind = "sidecar" | "proxyless";
+
+export interface SidecarIdentity {
+  ip: string;
+  podName: string;
+  namespace: string;
+  serviceAccount: string | undefined;
+}
+
+export function nodeKind(node: NodeInfo): NodeKind {
+  return node.metadata?.["GENERATOR"] === "grpc" ? "proxyless" : "sidecar";
+}
+
+/**
+ * Reads Istio's `sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`; metadata NAMESPACE,
+ * SERVICE_ACCOUNT, INSTANCE_IPS and POD_NAME override or complete it.
+ */
+export function sidecarIdentity(node: NodeInfo): SidecarIdentity {
+  const md = node.metadata ?? {};
+  const str = (k: string) => (typeof md[k] === "string" && md[k] !== "" ? (md[k] as string) : undefined);
+  const parts = node.id.split("~");
+  let ip = "";
+  let podName = "";
+  let namespace = "";
+  if (parts.length === 4) {
+    ip = parts[1]!;
+    const podDotNs = parts[2]!;
+    const dot = podDotNs.lastIndexOf(".");
+    podName = dot > 0 ? podDotNs.slice(0, dot) : podDotNs;
+    namespace = dot > 0 ? podDotNs.slice(dot + 1) : (parts[3]!.split(".")[0] ?? "");
+  }
+  ip = str("INSTANCE_IPS")?.split(",")[0] ?? ip;
+  return {
+    ip,
+    podName: str("POD_NAME") ?? podName,
+    namespace: str("NAMESPACE") ?? namespace,
+    serviceAccount: str("SERVICE_ACCOUNT"),
+  };
+}
+
+/**
+ * The services a sidecar fronts: in its namespace, with its service account when
+ * known, and with an endpoint on its IP or a pod name `<service>` / `<service>-…`.
+ */
+export function workloadServices(mesh: MeshModel, id: SidecarIdentity): MeshService[] {
+  const candidates = mesh.services.filter(
+    (s) => s.namespace === id.namespace && (id.serviceAccount === undefined || s.serviceAccount === id.serviceAccount),
+  );
+  const byIp = candidates.filter((s) => id.ip !== "" && s.endpoints.some((e) => e.address === id.ip));
+  if (byIp.length > 0) return byIp;
+  const byPod = candidates.filter((s) => id.podName === s.name || id.podName.startsWith(`${s.name}-`));
+  if (byPod.length > 0) return byPod;
+  return id.serviceAccount !== undefined ? candidates : [];
+}

@@ -1,0 +1,91 @@
+// The two config sources every resource points at: ADS (for RDS/EDS) and the SDS
+// node agent. The SDS one is built once per option set and the same message object
+// is shared by every SdsSecretConfig, so it serialises to identical bytes everywhere
+// (Envoy opens one SDS stream per distinct config source).
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
+import {
+  ApiConfigSource_ApiType,
+  ApiVersion,
+  ConfigSourceSchema,
+  type ConfigSource,
+} from "../../../gen/envoy/config/core/v3/config_source_pb.js";
+import { FileBasedMetadataConfigSchema } from "../../../gen/envoy/config/grpc_credential/v3/file_based_metadata_pb.js";
+import { SdsSecretConfigSchema, type SdsSecretConfig } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
+import type { GrpcServiceSchema } from "../../../gen/envoy/config/core/v3/grpc_service_pb.js";
+import type { TranslateOptions } from "./resource-set.js";
+
+export const SDS_CREDENTIALS_HEADER = "istio_sds_credentials_header-bin";
+export const FILE_BASED_METADATA = "envoy.grpc_credentials.file_based_metadata";
+export const SDS_CLUSTER_NAME = "sds-grpc";
+export const SECRET_DEFAULT = "default";
+export const SECRET_ROOTCA = "ROOTCA";
+
+export const adsConfigSource: ConfigSource = create(ConfigSourceSchema, {
+  configSourceSpecifier: { case: "ads", value: {} },
+  resourceApiVersion: ApiVersion.V3,
+});
+
+const sdsSources = new Map<string, ConfigSource>();
+
+export function sdsConfigSource(opts: TranslateOptions): ConfigSource {
+  const mode = opts.sdsMode ?? "google_grpc";
+  const key = JSON.stringify([mode, opts.sdsSocketPath, opts.tokenPath]);
+  let source = sdsSources.get(key);
+  if (source) return source;
+  const grpcService: MessageInitShape<typeof GrpcServiceSchema> =
+    mode === "envoy_grpc"
+      ? { targetSpecifier: { case: "envoyGrpc", value: { clusterName: SDS_CLUSTER_NAME } } }
+      : {
+          targetSpecifier: {
+            case: "googleGrpc",
+            value: {
+              targetUri: `unix:${opts.sdsSocketPath}`,
+              statPrefix: "sdsstat",
+              channelCredentials: { credentialSpecifier: { case: "localCredentials", value: {} } },
+              callCredentials: [
+                {
+                  credentialSpecifier: {
+                    case: "fromPlugin",
+                    value: {
+                      name: FILE_BASED_METADATA,
+                      configType: {
+                        case: "typedConfig",
+                        value: anyPack(
+                          FileBasedMetadataConfigSchema,
+                          create(FileBasedMetadataConfigSchema, {
+                            secretData: { specifier: { case: "filename", value: opts.tokenPath } },
+                            headerKey: SDS_CREDENTIALS_HEADER,
+                          }),
+                        ),
+                      },
+                    },
+                  },
+                },
+              ],
+              credentialsFactoryName: FILE_BASED_METADATA,
+            },
+          },
+        };
+  source = create(ConfigSourceSchema, {
+    configSourceSpecifier: {
+      case: "apiConfigSource",
+      value: {
+        apiType: ApiConfigSource_ApiType.GRPC,
+        transportApiVersion: ApiVersion.V3,
+        grpcServices: [grpcService],
+      },
+    },
+    resourceApiVersion: ApiVersion.V3,
+  });
+  if (sdsSources.size > 64) sdsSources.clear();
+  sdsSources.set(key, source);
+  return source;
+}
+
+/** An SdsSecretConfig that shares the one SDS config source object. */
+export function sdsSecret(name: string, opts: TranslateOptions): SdsSecretConfig {
+  const secret = create(SdsSecretConfigSchema, { name });
+  secret.sdsConfig = sdsConfigSource(opts);
+  return secret;
+}

@@ -1,0 +1,215 @@
+// Envoy sidecar: outbound clusters (EDS, mTLS to the destination's SPIFFE ID),
+// outbound listeners (HTTP via RDS, TCP via tcp_proxy), outbound routes per port,
+// inbound listeners on the workload's own service ports (client certs required)
+// and inbound clusters to the workload.
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { ClusterSchema, Cluster_DiscoveryType, Cluster_LbPolicy, type Cluster } from "../../../gen/envoy/config/cluster/v3/cluster_pb.js";
+import { TrafficDirection } from "../../../gen/envoy/config/core/v3/base_pb.js";
+import type { FilterChainSchema } from "../../../gen/envoy/config/listener/v3/listener_components_pb.js";
+import { ListenerSchema, type Listener } from "../../../gen/envoy/config/listener/v3/listener_pb.js";
+import { RouteConfigurationSchema, type RouteConfiguration } from "../../../gen/envoy/config/route/v3/route_pb.js";
+import { mtlsModeOf, spiffeId, targetPort, type MeshModel, type MeshPort, type MeshService } from "../model.js";
+import type { SidecarIdentity } from "../node-info.js";
+import { workloadServices } from "../node-info.js";
+import { adsConfigSource } from "./config-sources.js";
+import { loadAssignment, socketAddress } from "./endpoints.js";
+import { hcmFilter, inlineConnectionManager, rdsConnectionManager, tcpProxyFilter, tlsInspector } from "./filters.js";
+import {
+  alpnFor,
+  inboundClusterName,
+  inboundListenerName,
+  outboundClusterName,
+  outboundListenerName,
+  outboundSni,
+  sidecarRouteName,
+} from "./names.js";
+import { byName, type ResourceSet, type TranslateOptions } from "./resource-set.js";
+import { downstreamTlsSocket, upstreamTlsSocket } from "./tls.js";
+
+const CONNECT_TIMEOUT = { seconds: 10n };
+const isHttp = (p: MeshPort) => p.protocol === "HTTP" || p.protocol === "GRPC";
+
+function outboundCluster(mesh: MeshModel, svc: MeshService, port: MeshPort, opts: TranslateOptions): Cluster {
+  const cluster = create(ClusterSchema, {
+    name: outboundClusterName(port.port, svc.host),
+    clusterDiscoveryType: { case: "type", value: Cluster_DiscoveryType.EDS },
+    connectTimeout: CONNECT_TIMEOUT,
+    lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
+    edsClusterConfig: {},
+    ...(port.protocol === "GRPC" ? { http2ProtocolOptions: {} } : {}),
+  });
+  cluster.edsClusterConfig!.edsConfig = adsConfigSource;
+  if (mtlsModeOf(mesh, svc.namespace) !== "DISABLE") {
+    cluster.transportSocket = upstreamTlsSocket(
+      opts,
+      spiffeId(opts.trustDomain, svc.namespace, svc.serviceAccount),
+      outboundSni(port.port, svc.host),
+      alpnFor(port.protocol),
+    );
+  }
+  return cluster;
+}
+
+function domainsFor(svc: MeshService, port: MeshPort, nodeNamespace: string): string[] {
+  const names = [svc.host, `${svc.name}.${svc.namespace}.svc`, `${svc.name}.${svc.namespace}`];
+  if (svc.namespace === nodeNamespace) names.push(svc.name);
+  return names.flatMap((n) => [n, `${n}:${port.port}`]);
+}
+
+function outboundRoutes(mesh: MeshModel, nodeNamespace: string): RouteConfiguration[] {
+  const byPort = new Map<number, Array<{ svc: MeshService; port: MeshPort }>>();
+  for (const svc of mesh.services) {
+    for (const port of svc.ports.filter(isHttp)) byPort.set(port.port, [...(byPort.get(port.port) ?? []), { svc, port }]);
+  }
+  return [...byPort.entries()].map(([portNumber, entries]) =>
+    create(RouteConfigurationSchema, {
+      name: sidecarRouteName(portNumber),
+      validateClusters: false,
+      virtualHosts: entries.map(({ svc, port }) => ({
+        name: `${svc.host}:${port.port}`,
+        domains: domainsFor(svc, port, nodeNamespace),
+        routes: [
+          {
+            name: "default",
+            match: { pathSpecifier: { case: "prefix" as const, value: "/" } },
+            action: { case: "route" as const, value: { clusterSpecifier: { case: "cluster" as const, value: outboundClusterName(port.port, svc.host) } } },
+          },
+        ],
+      })),
+    }),
+  );
+}
+
+function outboundListeners(mesh: MeshModel, bind: string): Listener[] {
+  const http = new Set<number>();
+  const tcp = new Map<number, MeshService>();
+  for (const svc of mesh.services) {
+    for (const port of svc.ports) {
+      if (isHttp(port)) http.add(port.port);
+      else if (!tcp.has(port.port)) tcp.set(port.port, svc); // without VIPs, one TCP service per port
+    }
+  }
+  const listeners: Listener[] = [];
+  for (const port of http) {
+    listeners.push(
+      create(ListenerSchema, {
+        name: outboundListenerName(bind, port),
+        address: socketAddress(bind, port),
+        trafficDirection: TrafficDirection.OUTBOUND,
+        filterChains: [{ filters: [hcmFilter(rdsConnectionManager(`outbound_${port}`, sidecarRouteName(port)))] }],
+      }),
+    );
+  }
+  for (const [port, svc] of tcp) {
+    if (http.has(port)) continue;
+    const cluster = outboundClusterName(port, svc.host);
+    listeners.push(
+      create(ListenerSchema, {
+        name: outboundListenerName(bind, port),
+        address: socketAddress(bind, port),
+        trafficDirection: TrafficDirection.OUTBOUND,
+        filterChains: [{ filters: [tcpProxyFilter(cluster, cluster)] }],
+      }),
+    );
+  }
+  return listeners;
+}
+
+function inbound(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): { listeners: Listener[]; clusters: Cluster[] } {
+  const listeners: Listener[] = [];
+  const clusters = new Map<string, Cluster>();
+  const mode = mtlsModeOf(mesh, id.namespace);
+  for (const svc of workloadServices(mesh, id)) {
+    const ep = svc.endpoints.find((e) => e.address === id.ip) ?? svc.endpoints[0];
+    const ip = id.ip || ep?.address || "0.0.0.0";
+    for (const port of svc.ports) {
+      const clusterName = inboundClusterName(port.port);
+      if (!clusters.has(clusterName)) {
+        const workloadPort = ep ? targetPort(svc, port, ep) : port.port;
+        clusters.set(
+          clusterName,
+          create(ClusterSchema, {
+            name: clusterName,
+            clusterDiscoveryType: { case: "type", value: Cluster_DiscoveryType.STATIC },
+            connectTimeout: CONNECT_TIMEOUT,
+            lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
+            ...(port.protocol === "GRPC" ? { http2ProtocolOptions: {} } : {}),
+            loadAssignment: {
+              clusterName,
+              endpoints: [{ lbEndpoints: [{ hostIdentifier: { case: "endpoint", value: { address: socketAddress(ep?.address ?? "127.0.0.1", workloadPort) } } }] }],
+            },
+          }),
+        );
+      }
+      const statPrefix = `inbound_${port.port}`;
+      const filter = isHttp(port)
+        ? hcmFilter(
+            inlineConnectionManager(statPrefix, {
+              name: `inbound|${port.port}`,
+              validateClusters: false,
+              virtualHosts: [
+                {
+                  name: `inbound|${port.name}|${port.port}`,
+                  domains: ["*"],
+                  routes: [
+                    {
+                      name: "default",
+                      match: { pathSpecifier: { case: "prefix" as const, value: "/" } },
+                      action: { case: "route" as const, value: { clusterSpecifier: { case: "cluster" as const, value: clusterName } } },
+                    },
+                  ],
+                },
+              ],
+            }),
+          )
+        : tcpProxyFilter(statPrefix, clusterName);
+      const alpn = port.protocol === "TCP" ? [] : ["h2", "http/1.1"];
+      const chains: MessageInitShape<typeof FilterChainSchema>[] = [];
+      if (mode !== "DISABLE") {
+        chains.push({
+          name: "mtls",
+          ...(mode === "PERMISSIVE" ? { filterChainMatch: { transportProtocol: "tls" } } : {}),
+          filters: [filter],
+          transportSocket: downstreamTlsSocket(opts, alpn),
+        });
+      }
+      if (mode !== "STRICT") {
+        chains.push({
+          name: "plaintext",
+          ...(mode === "PERMISSIVE" ? { filterChainMatch: { transportProtocol: "raw_buffer" } } : {}),
+          filters: [filter],
+        });
+      }
+      listeners.push(
+        create(ListenerSchema, {
+          name: inboundListenerName(ip, port.port),
+          address: socketAddress(ip, port.port),
+          trafficDirection: TrafficDirection.INBOUND,
+          listenerFilters: mode === "PERMISSIVE" ? [tlsInspector()] : [],
+          filterChains: chains,
+        }),
+      );
+    }
+  }
+  return { listeners, clusters: [...clusters.values()] };
+}
+
+export function translateSidecar(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): ResourceSet {
+  const bind = opts.outboundBindAddress ?? "127.0.0.1";
+  const clusters: Cluster[] = [];
+  const endpoints = [];
+  for (const svc of mesh.services) {
+    for (const port of svc.ports) {
+      clusters.push(outboundCluster(mesh, svc, port, opts));
+      // A sidecar's caller connects to the destination sidecar's inbound listener: <ip>:<service port>.
+      endpoints.push(loadAssignment(outboundClusterName(port.port, svc.host), svc, port, () => port.port));
+    }
+  }
+  const inb = inbound(mesh, id, opts);
+  return {
+    clusters: byName([...clusters, ...inb.clusters]),
+    endpoints: endpoints.sort((a, b) => (a.clusterName < b.clusterName ? -1 : 1)),
+    listeners: byName([...outboundListeners(mesh, bind), ...inb.listeners]),
+    routes: byName(outboundRoutes(mesh, id.namespace)),
+  };
+}
