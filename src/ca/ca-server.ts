@@ -1,0 +1,127 @@
+// IstioCertificateService/CreateCertificate over TLS. A thin edge: it reads the
+// bearer token, asks the authenticator who is calling, asks the CA to sign, and
+// maps typed errors to gRPC codes. Its own server certificate comes from the CA.
+import { isIP } from "node:net";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import pino from "pino";
+import { Counter, Histogram, Registry } from "prom-client";
+import { IstioCertificateResponseSchema, IstioCertificateService } from "../../gen/istio/v1/auth/ca_pb.js";
+import { startGrpcServer, type RunningGrpcServer } from "../net/index.js";
+import { BuiltinCertificateAuthority, type CertificateAuthority } from "./certificate-authority.js";
+import { AuthenticationError, InvalidRequestError } from "./errors.js";
+import type { TokenAuthenticator } from "./jwt-authenticator.js";
+
+export interface CaServerOptions {
+  ca: CertificateAuthority;
+  authenticator: TokenAuthenticator;
+  listen: { host: string; port: number };
+  logger?: Logger;
+  registry?: Registry;
+}
+
+/** DNS names on the CA endpoint's certificate (besides the listen IP). */
+export const CA_SERVER_DNS_NAMES = ["istiod.istio-system.svc", "istiod.istio-system.svc.cluster.local", "localhost"];
+
+/** The largest CreateCertificate request accepted (a CSR is ~0.5–2 KiB). */
+const MAX_REQUEST_BYTES = 64 * 1024;
+
+interface CaMetrics {
+  csrs: Counter<"result">;
+  signing: Histogram;
+}
+
+function metricsOn(registry: Registry): CaMetrics {
+  const existing = registry.getSingleMetric("meshkey_ca_csr_total") as Counter<"result"> | undefined;
+  if (existing) {
+    return { csrs: existing, signing: registry.getSingleMetric("meshkey_ca_signing_seconds") as Histogram };
+  }
+  return {
+    csrs: new Counter({
+      name: "meshkey_ca_csr_total",
+      help: "CreateCertificate requests by result (issued, unauthenticated, invalid, error)",
+      labelNames: ["result"],
+      registers: [registry],
+    }),
+    signing: new Histogram({
+      name: "meshkey_ca_signing_seconds",
+      help: "Time to verify a CSR and sign its certificate",
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+      registers: [registry],
+    }),
+  };
+}
+
+export function bearerToken(authorization: string | null): string | undefined {
+  if (!authorization) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  return m?.[1];
+}
+
+/** The CA's routes (for servers that host several services). */
+export function caRoutes(options: Omit<CaServerOptions, "listen">): (router: ConnectRouter) => void {
+  const log = options.logger ?? pino({ level: "silent" });
+  const metrics = metricsOn(options.registry ?? new Registry());
+  return (router) => {
+    router.service(IstioCertificateService, {
+      async createCertificate(req, ctx) {
+        const token = bearerToken(ctx.requestHeader.get("authorization"));
+        if (!token) {
+          metrics.csrs.inc({ result: "unauthenticated" });
+          throw new ConnectError("missing bearer token in the authorization header", Code.Unauthenticated);
+        }
+        let caller;
+        try {
+          caller = await options.authenticator.authenticate(token);
+        } catch (err) {
+          metrics.csrs.inc({ result: "unauthenticated" });
+          log.info({ err: (err as Error).message }, "CreateCertificate: authentication failed");
+          if (err instanceof AuthenticationError) throw new ConnectError(err.message, Code.Unauthenticated);
+          throw new ConnectError("authentication failed", Code.Unauthenticated);
+        }
+        const ttl = Number(req.validityDuration);
+        const started = process.hrtime.bigint();
+        let chain: string[];
+        try {
+          chain = await options.ca.sign(req.csr, caller, ttl);
+        } catch (err) {
+          if (err instanceof InvalidRequestError) {
+            metrics.csrs.inc({ result: "invalid" });
+            log.info({ namespace: caller.namespace, serviceAccount: caller.serviceAccount, err: err.message }, "CreateCertificate: invalid request");
+            throw new ConnectError(err.message, Code.InvalidArgument);
+          }
+          metrics.csrs.inc({ result: "error" });
+          log.error({ err: (err as Error).message }, "CreateCertificate: signing failed");
+          throw new ConnectError("signing failed", Code.Internal);
+        }
+        metrics.signing.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        metrics.csrs.inc({ result: "issued" });
+        log.debug({ namespace: caller.namespace, serviceAccount: caller.serviceAccount }, "CreateCertificate: issued");
+        const init: MessageInitShape<typeof IstioCertificateResponseSchema> = { certChain: chain };
+        return create(IstioCertificateResponseSchema, init);
+      },
+    });
+  };
+}
+
+/** IstioCertificateService/CreateCertificate over TLS (server cert issued by the CA itself). */
+export async function startCaServer(options: CaServerOptions): Promise<RunningGrpcServer & { readonly tlsCertPem: string }> {
+  if (!(options.ca instanceof BuiltinCertificateAuthority)) {
+    throw new Error("startCaServer needs a CA opened with openCertificateAuthority (it issues the server's own certificate)");
+  }
+  const ips = new Set<string>(["127.0.0.1"]);
+  const host = options.listen.host.replace(/^\[|\]$/g, "");
+  if (isIP(host) && host !== "0.0.0.0" && host !== "::") ips.add(host);
+  if (host === "::" || host === "::1") ips.add("::1");
+  const dnsNames = [...CA_SERVER_DNS_NAMES];
+  if (!isIP(host) && !dnsNames.includes(host)) dnsNames.push(host);
+  const serverCert = options.ca.issueServerCertificate({ dnsNames, ips: [...ips] });
+  const server = await startGrpcServer({
+    routes: caRoutes(options),
+    listen: options.listen,
+    tls: { key: serverCert.privateKeyPem, cert: serverCert.certChainPem },
+    maxMessageBytes: MAX_REQUEST_BYTES,
+  });
+  return Object.assign(server, { tlsCertPem: serverCert.certChainPem });
+}

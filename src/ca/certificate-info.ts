@@ -1,0 +1,28 @@
+// Minimal facts about a certificate, read with the DER parser (no X.509 library).
+import { createHash } from "node:crypto";
+import { fromPem } from "./der.js";
+import { OID, parseCertificate, readSubjectAltNames } from "./x509.js";
+
+export interface CertificateInfo {
+  /** Serial number, lowercase hex without leading zero bytes. */
+  serialHex: string;
+  notBefore: Date;
+  notAfter: Date;
+  uriSans: string[];
+  /** SHA-256 of the DER, lowercase hex without separators. */
+  fingerprintSha256: string;
+}
+
+/** Facts about the first CERTIFICATE of a PEM text (a chain's leaf). */
+export function readCertificateInfo(pem: string): CertificateInfo {
+  const der = fromPem(pem, "CERTIFICATE");
+  const cert = parseCertificate(der);
+  const san = cert.extensions.get(OID.subjectAltName);
+  return {
+    serialHex: cert.serial.toString("hex"),
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+    uriSans: san ? readSubjectAltNames(san.value).uris : [],
+    fingerprintSha256: createHash("sha256").update(der).digest("hex"),
+  };
+}

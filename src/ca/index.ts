@@ -1,0 +1,29 @@
+// The CA part's public API: root / plugged-in CA, issuance, token
+// authentication (JWT, TokenReview, dev issuer) and the CreateCertificate server.
+export type { KeyType, WorkloadIdentity, AuthenticatedCaller } from "./identity.js";
+export { spiffeIdOf } from "./identity.js";
+export { AuthenticationError, InvalidRequestError } from "./errors.js";
+export {
+  createJwtAuthenticator,
+  identityFromClaims,
+  ASYMMETRIC_ALGORITHMS,
+  DEFAULT_AUDIENCE,
+  type TokenAuthenticator,
+  type JwtAuthenticatorOptions,
+} from "./jwt-authenticator.js";
+export { createTokenReviewAuthenticator, type TokenReviewAuthenticatorOptions } from "./token-review-authenticator.js";
+export {
+  openCertificateAuthority,
+  readRootCertPem,
+  DEFAULT_CERT_TTL_SECONDS,
+  DEFAULT_MAX_CERT_TTL_SECONDS,
+  ROOT_CERT_FILE,
+  ROOT_KEY_FILE,
+  type CertificateAuthority,
+  type CertificateAuthorityOptions,
+} from "./certificate-authority.js";
+export { createKeyAndCsr } from "./key-and-csr.js";
+export { readCertificateInfo, type CertificateInfo } from "./certificate-info.js";
+export { openDevTokenIssuer, DEV_ISSUER, DEV_JWKS_FILE, type DevTokenIssuer } from "./dev-token-issuer.js";
+export { startCaServer, caRoutes, bearerToken, CA_SERVER_DNS_NAMES, type CaServerOptions } from "./ca-server.js";
+export { parseDuration } from "./duration.js";
