@@ -1,0 +1,239 @@
+// Issuance: what the CA puts in a leaf, checked by OpenSSL and @peculiar/x509.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as crypto from "node:crypto";
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import {
+  InvalidRequestError,
+  createKeyAndCsr,
+  openCertificateAuthority,
+  readCertificateInfo,
+  type CertificateAuthority,
+  type KeyType,
+} from "../../src/ca/index.js";
+import { openssl, tempDir, verifyChain, writeIn } from "./helpers.js";
+
+const dir = tempDir();
+const cas = new Map<KeyType, CertificateAuthority>();
+async function caOf(keyType: KeyType): Promise<CertificateAuthority> {
+  let ca = cas.get(keyType);
+  if (!ca) {
+    ca = await openCertificateAuthority({ stateDir: `${dir.path}/state-${keyType}`, trustDomain: "example.org", keyType });
+    cas.set(keyType, ca);
+  }
+  return ca;
+}
+const id = { namespace: "foo", serviceAccount: "httpbin" };
+const leafOf = (chain: string[]) => new x509.X509Certificate(chain[0]!);
+
+test.after(() => dir.remove());
+
+for (const rootType of ["ec-p256", "rsa-2048"] as const) {
+  for (const leafType of ["ec-p256", "rsa-2048"] as const) {
+    test(`openssl verifies a ${leafType} leaf from a ${rootType} root for client and server TLS (-x509_strict)`, async () => {
+      const ca = await caOf(rootType);
+      const { csrPem } = await createKeyAndCsr(leafType);
+      const chain = await ca.sign(csrPem, id);
+      assert.is(chain.length, 2);
+      assert.is(chain[1], ca.rootCertPem);
+      for (const purpose of ["sslclient", "sslserver"] as const) {
+        const r = verifyChain(dir.path, chain, purpose);
+        assert.is(r.status, 0, r.out);
+        assert.match(r.out, /v-leaf\.pem: OK/);
+      }
+    });
+  }
+}
+
+test("openssl reads the SPIFFE URI SAN (critical), key usages, EKU, CA:FALSE and an empty subject", async () => {
+  const ca = await caOf("ec-p256");
+  const { csrPem } = await createKeyAndCsr("ec-p256");
+  const [leaf] = await ca.sign(csrPem, id);
+  const text = openssl(["x509", "-noout", "-text"], leaf).out;
+  assert.match(text, /X509v3 Subject Alternative Name: critical\s+URI:spiffe:\/\/example\.org\/ns\/foo\/sa\/httpbin\s*\n/);
+  assert.match(text, /X509v3 Key Usage: critical\s+Digital Signature, Key Encipherment\s*\n/);
+  assert.match(text, /X509v3 Extended Key Usage:\s*\n\s+TLS Web Server Authentication, TLS Web Client Authentication/);
+  assert.match(text, /X509v3 Basic Constraints: critical\s+CA:FALSE/);
+  assert.match(text, /Subject: *\n/);
+  assert.match(text, /Issuer: O = example\.org/);
+  assert.match(text, /X509v3 Subject Key Identifier/);
+  assert.match(text, /X509v3 Authority Key Identifier/);
+});
+
+test("@peculiar/x509 agrees on every field: serial, validity, SAN, usages, key identifiers, public key", async () => {
+  const ca = await caOf("ec-p256");
+  const { csrPem, privateKeyPem } = await createKeyAndCsr("ec-p256");
+  const before = Date.now();
+  const chain = await ca.sign(csrPem, id, 3600);
+  const leaf = leafOf(chain);
+  const root = new x509.X509Certificate(ca.rootCertPem);
+  const info = readCertificateInfo(chain[0]!);
+  assert.is(leaf.serialNumber.toLowerCase(), info.serialHex);
+  assert.is(leaf.notBefore.getTime(), info.notBefore.getTime());
+  assert.is(leaf.notAfter.getTime(), info.notAfter.getTime());
+  assert.is(leaf.subject, "");
+  assert.is(leaf.issuer, root.subject);
+  const san = leaf.getExtension(x509.SubjectAlternativeNameExtension)!;
+  assert.ok(san.critical);
+  assert.equal(san.names.toJSON(), [{ type: "url", value: "spiffe://example.org/ns/foo/sa/httpbin" }]);
+  const ku = leaf.getExtension(x509.KeyUsagesExtension)!;
+  assert.ok(ku.critical);
+  assert.is(ku.usages, x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
+  assert.equal([...leaf.getExtension(x509.ExtendedKeyUsageExtension)!.usages].map(String), [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]);
+  const bc = leaf.getExtension(x509.BasicConstraintsExtension)!;
+  assert.is(bc.ca, false);
+  assert.ok(bc.critical);
+  const rootSki = root.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId;
+  assert.is(leaf.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId, rootSki);
+  const spki = crypto.createPublicKey(privateKeyPem).export({ format: "der", type: "spki" });
+  const expectedSki = await x509.SubjectKeyIdentifierExtension.create(new x509.PublicKey(spki));
+  assert.is(leaf.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId, expectedSki.keyId);
+  assert.ok(Buffer.from(leaf.publicKey.rawData).equals(spki), "leaf carries the CSR's public key");
+  assert.ok(await leaf.verify({ publicKey: root.publicKey, signatureOnly: true }), "signed by the root");
+  // validity: 3600 s from now, backdated by 5 minutes
+  assert.ok(Math.abs(leaf.notAfter.getTime() - (before + 3600_000)) < 3_000);
+  assert.ok(Math.abs(leaf.notAfter.getTime() - leaf.notBefore.getTime() - (3600 + 300) * 1000) < 1_000);
+});
+
+test("the SAN and subject come from the identity, never from the CSR", async () => {
+  const ca = await caOf("ec-p256");
+  const key = writeIn(dir.path, "forged-key.pem", crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "pem", type: "pkcs8" }).toString());
+  const forged = openssl(["req", "-new", "-key", key, "-subj", "/CN=admin/O=evil", "-addext", "subjectAltName=URI:spiffe://example.org/ns/kube-system/sa/admin,DNS:evil.example"]);
+  assert.is(forged.status, 0, forged.out);
+  assert.match(openssl(["req", "-noout", "-text"], forged.out).out, /spiffe:\/\/example\.org\/ns\/kube-system\/sa\/admin/);
+  const [leafPem] = await ca.sign(forged.out, id);
+  const text = openssl(["x509", "-noout", "-text"], leafPem).out;
+  assert.not.match(text, /admin|evil/);
+  assert.equal(readCertificateInfo(leafPem!).uriSans, ["spiffe://example.org/ns/foo/sa/httpbin"]);
+});
+
+const badCsrs: Array<[string, () => Promise<string>, RegExp]> = [
+  [
+    "a CSR whose signature does not verify",
+    async () => {
+      const { csrPem } = await createKeyAndCsr("ec-p256");
+      const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+      der[der.length - 5]! ^= 0x01;
+      return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString("base64")}\n-----END CERTIFICATE REQUEST-----\n`;
+    },
+    /bad CSR: .*(signature|DER|tag)/,
+  ],
+  [
+    "a CSR signed by another key than the one it carries",
+    async () => {
+      const { csrPem } = await createKeyAndCsr("ec-p256");
+      const other = await createKeyAndCsr("ec-p256");
+      const a = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+      const b = Buffer.from(other.csrPem.replace(/-----[^-]+-----|\s/g, ""), "base64");
+      // same layout: swap the public keys (91-byte SPKI of P-256) between the two requests
+      const spkiA = a.indexOf(Buffer.from("3059301306072a8648ce3d0201", "hex"));
+      const spkiB = b.indexOf(Buffer.from("3059301306072a8648ce3d0201", "hex"));
+      b.subarray(spkiB, spkiB + 91).copy(a, spkiA);
+      return `-----BEGIN CERTIFICATE REQUEST-----\n${a.toString("base64")}\n-----END CERTIFICATE REQUEST-----\n`;
+    },
+    /bad CSR: CSR signature does not verify/,
+  ],
+  ["an empty CSR", async () => "", /bad CSR: empty CSR/],
+  ["text that is not PEM", async () => "hello", /bad CSR: no "CERTIFICATE REQUEST" PEM block/],
+  ["a PEM certificate instead of a CSR", async () => (await caOf("ec-p256")).rootCertPem, /bad CSR: no "CERTIFICATE REQUEST"/],
+  ["a CSR of random bytes", async () => `-----BEGIN CERTIFICATE REQUEST-----\n${crypto.randomBytes(200).toString("base64")}\n-----END CERTIFICATE REQUEST-----\n`, /bad CSR/],
+  [
+    "a CSR with a 1024-bit RSA key",
+    async () => {
+      const key = writeIn(dir.path, "rsa1024.pem", crypto.generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ format: "pem", type: "pkcs8" }).toString());
+      return openssl(["req", "-new", "-key", key, "-subj", "/CN=x"]).out;
+    },
+    /bad CSR: unsupported public key \(rsa 1024 bits\)/,
+  ],
+];
+for (const [what, make, message] of badCsrs) {
+  test(`${what} is rejected with InvalidRequestError`, async () => {
+    const ca = await caOf("ec-p256");
+    const csr = await make();
+    try {
+      await ca.sign(csr, id);
+      assert.unreachable("signed a bad CSR");
+    } catch (err) {
+      assert.instance(err, InvalidRequestError);
+      assert.match((err as Error).message, message);
+    }
+  });
+}
+
+test("a TTL above the maximum is rejected with InvalidRequestError naming both", async () => {
+  const ca = await openCertificateAuthority({ stateDir: `${dir.path}/ttl`, trustDomain: "example.org", certTtlSeconds: 600, maxCertTtlSeconds: 3600 });
+  const { csrPem } = await createKeyAndCsr("ec-p256");
+  try {
+    await ca.sign(csrPem, id, 3601);
+    assert.unreachable();
+  } catch (err) {
+    assert.instance(err, InvalidRequestError);
+    assert.match((err as Error).message, /3601s is above the maximum of 3600s/);
+  }
+  const ok = readCertificateInfo((await ca.sign(csrPem, id, 3600))[0]!);
+  assert.ok(Math.abs(ok.notAfter.getTime() - Date.now() - 3600_000) < 3_000);
+  const dflt = readCertificateInfo((await ca.sign(csrPem, id))[0]!);
+  assert.ok(Math.abs(dflt.notAfter.getTime() - Date.now() - 600_000) < 3_000, "no TTL asked: the default --cert-ttl");
+  assert.ok(Math.abs(dflt.notAfter.getTime() - dflt.notBefore.getTime() - 900_000) < 1_000, "backdated 5 minutes");
+});
+
+test("a short TTL backdates notBefore by at most half the TTL", async () => {
+  const ca = await caOf("ec-p256");
+  const { csrPem } = await createKeyAndCsr("ec-p256");
+  const info = readCertificateInfo((await ca.sign(csrPem, id, 60))[0]!);
+  assert.is(info.notAfter.getTime() - info.notBefore.getTime(), 90_000);
+});
+
+test("serials are 128-bit, positive and distinct", async () => {
+  const ca = await caOf("ec-p256");
+  const { csrPem } = await createKeyAndCsr("ec-p256");
+  const seen = new Set<string>();
+  for (let i = 0; i < 50; i++) {
+    const [leaf] = await ca.sign(csrPem, id);
+    const cert = new crypto.X509Certificate(leaf!);
+    const serial = BigInt(`0x${cert.serialNumber}`);
+    assert.ok(serial > 0n);
+    assert.ok(serial >= 1n << 120n && serial < 1n << 128n, cert.serialNumber);
+    seen.add(cert.serialNumber);
+  }
+  assert.is(seen.size, 50);
+});
+
+test("identities that cannot form a SPIFFE ID are rejected", async () => {
+  const ca = await caOf("ec-p256");
+  const { csrPem } = await createKeyAndCsr("ec-p256");
+  for (const bad of [{ namespace: "foo/sa/x", serviceAccount: "a" }, { namespace: "", serviceAccount: "a" }, { namespace: "Foo", serviceAccount: "a" }]) {
+    await ca.sign(csrPem, bad).then(
+      () => assert.unreachable(`signed ${JSON.stringify(bad)}`),
+      (err: Error) => assert.instance(err, InvalidRequestError),
+    );
+  }
+});
+
+for (const keyType of ["ec-p256", "rsa-2048"] as const) {
+  test(`createKeyAndCsr(${keyType}) gives a CSR openssl verifies, for the returned key, with an empty subject`, async () => {
+    const { privateKeyPem, csrPem } = await createKeyAndCsr(keyType);
+    const r = openssl(["req", "-verify", "-noout", "-text"], csrPem);
+    assert.is(r.status, 0, r.out);
+    assert.match(r.out, /verify OK/);
+    assert.match(r.out, keyType === "ec-p256" ? /prime256v1|P-256/ : /Public-Key: \(2048 bit\)/);
+    assert.match(r.out, /Subject: *\n/);
+    const csrKey = new x509.Pkcs10CertificateRequest(csrPem).publicKey.rawData;
+    const spki = crypto.createPublicKey(privateKeyPem).export({ format: "der", type: "spki" });
+    assert.ok(Buffer.from(csrKey).equals(spki));
+  });
+}
+
+test("readCertificateInfo matches openssl's serial and SHA-256 fingerprint", async () => {
+  const ca = await caOf("ec-p256");
+  const { csrPem } = await createKeyAndCsr("ec-p256");
+  const [leaf] = await ca.sign(csrPem, id);
+  const info = readCertificateInfo(leaf!);
+  const out = openssl(["x509", "-noout", "-serial", "-fingerprint", "-sha256", "-enddate"], leaf).out;
+  assert.is(/serial=([0-9A-F]+)/.exec(out)![1]!.toLowerCase().replace(/^0+/, ""), info.serialHex.replace(/^0+/, ""));
+  assert.is(/Fingerprint=([0-9A-F:]+)/.exec(out)![1]!.replace(/:/g, "").toLowerCase(), info.fingerprintSha256);
+  assert.is(new Date(/notAfter=(.*)/.exec(out)![1]!).getTime(), info.notAfter.getTime());
+});
+
+test.run();
