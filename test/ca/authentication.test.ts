@@ -1,0 +1,259 @@
+// Token authentication: the JWT attack matrix, JWKS sources, Kubernetes identity claims, TokenReview.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as crypto from "node:crypto";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { SignJWT, exportJWK, type JSONWebKeySet, type JWTPayload } from "jose";
+import {
+  AuthenticationError,
+  createJwtAuthenticator,
+  createTokenReviewAuthenticator,
+  openDevTokenIssuer,
+  DEV_JWKS_FILE,
+  type TokenAuthenticator,
+} from "../../src/ca/index.js";
+import { tempDir } from "./helpers.js";
+
+const dir = tempDir();
+const ISS = "https://issuer.test";
+const key = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+const otherKey = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+const rsaKey = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+const jwks: JSONWebKeySet = {
+  keys: [
+    { ...(await exportJWK(key.publicKey)), kid: "ec", alg: "ES256" },
+    { ...(await exportJWK(rsaKey.publicKey)), kid: "rsa", alg: "RS256" },
+  ],
+};
+const now = () => Math.floor(Date.now() / 1000);
+const k8s = (ns: string, sa: string) => ({ "kubernetes.io": { namespace: ns, serviceaccount: { name: sa, uid: "u-1" } } });
+
+async function token(opts: {
+  claims?: JWTPayload;
+  iss?: string | null;
+  aud?: string | null;
+  exp?: number | null;
+  nbf?: number;
+  sub?: string | null;
+  signWith?: crypto.KeyObject;
+  alg?: string;
+  kid?: string;
+} = {}): Promise<string> {
+  const payload: JWTPayload = { ...k8s("foo", "httpbin"), ...opts.claims };
+  const t = new SignJWT(payload).setProtectedHeader({ alg: opts.alg ?? "ES256", kid: opts.kid ?? "ec" }).setIssuedAt();
+  if (opts.iss !== null) t.setIssuer(opts.iss ?? ISS);
+  if (opts.aud !== null) t.setAudience(opts.aud ?? "istio-ca");
+  if (opts.exp !== null) t.setExpirationTime(opts.exp ?? now() + 600);
+  if (opts.nbf !== undefined) t.setNotBefore(opts.nbf);
+  if (opts.sub !== null) t.setSubject(opts.sub ?? "system:serviceaccount:foo:httpbin");
+  return t.sign(opts.signWith ?? key.privateKey);
+}
+
+const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+const authn = createJwtAuthenticator({ jwks: { keys: jwks }, issuer: ISS });
+
+test.after(() => dir.remove());
+
+test("a valid service-account token yields the namespace, service account, subject and expiry", async () => {
+  const exp = now() + 600;
+  const caller = await authn.authenticate(await token({ exp }));
+  assert.equal(caller, { namespace: "foo", serviceAccount: "httpbin", subject: "system:serviceaccount:foo:httpbin", expiresAt: new Date(exp * 1000) });
+});
+
+test("an RS256 token from the JWKS is accepted too", async () => {
+  const caller = await authn.authenticate(await token({ alg: "RS256", kid: "rsa", signWith: rsaKey.privateKey }));
+  assert.is(caller.serviceAccount, "httpbin");
+});
+
+test("a token expired within the 60 s leeway is still accepted", async () => {
+  await authn.authenticate(await token({ exp: now() - 30 }));
+});
+
+test("identity from sub alone (system:serviceaccount:<ns>:<sa>) when kubernetes.io is absent", async () => {
+  const t = await new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "ec" }).setIssuer(ISS).setAudience("istio-ca")
+    .setExpirationTime(now() + 60).setSubject("system:serviceaccount:bar:sleep").sign(key.privateKey);
+  const caller = await authn.authenticate(t);
+  assert.is(caller.namespace, "bar");
+  assert.is(caller.serviceAccount, "sleep");
+});
+
+const attacks: Array<[string, () => Promise<string>, RegExp]> = [
+  ["a missing token", async () => "", /no token/],
+  ["a token signed by another key", () => token({ signWith: otherKey.privateKey }), /signature verification failed/],
+  ["an expired token", () => token({ exp: now() - 3600 }), /"exp" claim/],
+  ["a token not valid before an hour from now", () => token({ nbf: now() + 3600 }), /"nbf" claim/],
+  ["a token for another audience", () => token({ aud: "kubernetes.default.svc" }), /"aud" claim/],
+  ["a token without audience", () => token({ aud: null }), /"aud" claim/],
+  ["a token from another issuer", () => token({ iss: "https://evil.test" }), /"iss" claim/],
+  ["a token without exp", () => token({ exp: null }), /"exp" claim/],
+  [
+    "an unsigned token (alg none)",
+    async () => `${b64({ alg: "none", typ: "JWT" })}.${b64({ iss: ISS, aud: "istio-ca", exp: now() + 600, sub: "system:serviceaccount:foo:httpbin", ...k8s("foo", "httpbin") })}.`,
+    /token rejected/,
+  ],
+  [
+    "an HS256 token keyed with the public key",
+    async () => {
+      const secret = Buffer.from(key.publicKey.export({ format: "pem", type: "spki" }));
+      return new SignJWT({ ...k8s("foo", "httpbin") }).setProtectedHeader({ alg: "HS256", kid: "ec" }).setIssuer(ISS).setAudience("istio-ca")
+        .setExpirationTime(now() + 600).setSubject("system:serviceaccount:foo:httpbin").sign(secret);
+    },
+    /token rejected/,
+  ],
+  ["garbage", async () => "not.a.jwt", /token rejected/],
+  ["random bytes", async () => crypto.randomBytes(64).toString("base64"), /token rejected/],
+  ["a token without any service-account claim", () => token({ claims: { "kubernetes.io": undefined }, sub: "alice" }), /no service-account identity/],
+  ["a token whose kubernetes.io lacks the service account", () => token({ claims: { "kubernetes.io": { namespace: "foo" } } }), /lacks namespace or serviceaccount\.name/],
+  ["a token whose sub and kubernetes.io disagree", () => token({ sub: "system:serviceaccount:kube-system:admin" }), /claims disagree/],
+  ["a token naming an impossible namespace", () => token({ claims: k8s("foo/sa/admin", "x"), sub: null }), /invalid namespace/],
+  ["an oversized token", async () => "a".repeat(20_000), /too large/],
+];
+
+for (const [what, make, message] of attacks) {
+  test(`${what} is refused with AuthenticationError`, async () => {
+    const t = await make();
+    try {
+      await authn.authenticate(t);
+      assert.unreachable("accepted");
+    } catch (err) {
+      assert.instance(err, AuthenticationError);
+      assert.match((err as Error).message, message);
+      if (t.length > 20) assert.not.ok((err as Error).message.includes(t), "the token is not echoed");
+    }
+  });
+}
+
+test("allow-lists with none or HMAC algorithms are refused at construction", () => {
+  for (const algs of [["none"], ["HS256"], ["ES256", "hs512"]]) {
+    assert.throws(() => createJwtAuthenticator({ jwks: { keys: jwks }, algorithms: algs }), /not allowed/);
+  }
+});
+
+test("a narrower allow-list refuses algorithms outside it", async () => {
+  const onlyRs = createJwtAuthenticator({ jwks: { keys: jwks }, issuer: ISS, algorithms: ["RS256"] });
+  await onlyRs.authenticate(await token()).then(() => assert.unreachable(), (e: Error) => assert.instance(e, AuthenticationError));
+});
+
+test("a custom audience is required when set", async () => {
+  const a = createJwtAuthenticator({ jwks: { keys: jwks }, audience: "meshkey" });
+  await a.authenticate(await token({ aud: "meshkey" }));
+  await a.authenticate(await token()).then(() => assert.unreachable(), (e: Error) => assert.match(e.message, /"aud"/));
+});
+
+// ------------------------------------------------ JWKS sources
+
+async function withHttp(handler: http.RequestListener, body: (base: string) => Promise<void>) {
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    await body(base);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+}
+
+test("JWKS from a file", async () => {
+  const file = join(dir.path, "jwks.json");
+  writeFileSync(file, JSON.stringify(jwks));
+  const a = createJwtAuthenticator({ jwks: { file }, issuer: ISS });
+  assert.is((await a.authenticate(await token())).namespace, "foo");
+});
+
+test("an unreadable JWKS file is an AuthenticationError naming it", async () => {
+  const a = createJwtAuthenticator({ jwks: { file: join(dir.path, "nope.json") } });
+  await a.authenticate(await token()).then(() => assert.unreachable(), (e: Error) => {
+    assert.instance(e, AuthenticationError);
+    assert.match(e.message, /nope\.json cannot be read/);
+  });
+});
+
+test("JWKS from a URL and from OIDC discovery (issuer checked against the discovered one)", async () => {
+  let base = "";
+  await withHttp((req, res) => {
+    res.setHeader("content-type", "application/json");
+    if (req.url === "/keys") res.end(JSON.stringify(jwks));
+    else if (req.url === "/.well-known/openid-configuration") res.end(JSON.stringify({ issuer: base, jwks_uri: `${base}/keys` }));
+    else res.writeHead(404).end("{}");
+  }, async (b) => {
+    base = b;
+    const byUrl = createJwtAuthenticator({ jwks: { url: `${b}/keys` }, issuer: ISS });
+    assert.is((await byUrl.authenticate(await token())).serviceAccount, "httpbin");
+    const byOidc = createJwtAuthenticator({ jwks: { oidcIssuer: b } });
+    assert.is((await byOidc.authenticate(await token({ iss: b }))).serviceAccount, "httpbin");
+    await byOidc.authenticate(await token()).then(() => assert.unreachable(), (e: Error) => assert.match(e.message, /"iss" claim/));
+  });
+});
+
+// ------------------------------------------------ dev issuer
+
+test("dev issuer tokens look like projected service-account tokens and verify with its jwks.json", async () => {
+  const stateDir = join(dir.path, "dev");
+  const issuer = await openDevTokenIssuer(stateDir);
+  const t = await issuer.mint({ namespace: "foo", serviceAccount: "sleep", ttlSeconds: 120 });
+  const claims = JSON.parse(Buffer.from(t.split(".")[1]!, "base64url").toString()) as Record<string, unknown>;
+  assert.is(claims.iss, issuer.issuer);
+  assert.is(claims.sub, "system:serviceaccount:foo:sleep");
+  assert.is(claims.aud, "istio-ca");
+  assert.is((claims.exp as number) - (claims.iat as number), 120);
+  assert.is(claims.nbf, claims.iat);
+  const k = claims["kubernetes.io"] as { namespace: string; serviceaccount: { name: string; uid: string } };
+  assert.is(k.namespace, "foo");
+  assert.is(k.serviceaccount.name, "sleep");
+  assert.match(k.serviceaccount.uid, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  const fromFile = createJwtAuthenticator({ jwks: { file: join(stateDir, DEV_JWKS_FILE) }, issuer: issuer.issuer });
+  assert.is((await fromFile.authenticate(t)).serviceAccount, "sleep");
+  const reopened = await openDevTokenIssuer(stateDir);
+  assert.equal(reopened.jwks, issuer.jwks, "the key is kept across restarts");
+});
+
+// ------------------------------------------------ TokenReview
+
+test("TokenReview: asks the API server with audiences istio-ca and its own bearer, reads the service account", async () => {
+  const seen: Array<{ auth: string | undefined; body: any; path: string | undefined }> = [];
+  await withHttp((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      const parsed = JSON.parse(body);
+      seen.push({ auth: req.headers.authorization, body: parsed, path: req.url });
+      const status =
+        parsed.spec.token === "good"
+          ? { authenticated: true, user: { username: "system:serviceaccount:foo:httpbin" }, audiences: ["istio-ca"] }
+          : parsed.spec.token === "wrong-aud"
+            ? { authenticated: true, user: { username: "system:serviceaccount:foo:httpbin" }, audiences: ["other"] }
+            : parsed.spec.token === "user"
+              ? { authenticated: true, user: { username: "alice" }, audiences: ["istio-ca"] }
+              : { authenticated: false, error: "invalid bearer token" };
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", status }));
+    });
+  }, async (base) => {
+    const tr: TokenAuthenticator = createTokenReviewAuthenticator({ url: base, bearerToken: "ca-sa-token" });
+    const caller = await tr.authenticate("good");
+    assert.equal(caller, { namespace: "foo", serviceAccount: "httpbin", subject: "system:serviceaccount:foo:httpbin", expiresAt: undefined });
+    assert.is(seen[0]!.path, "/apis/authentication.k8s.io/v1/tokenreviews");
+    assert.is(seen[0]!.auth, "Bearer ca-sa-token");
+    assert.equal(seen[0]!.body, { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token: "good", audiences: ["istio-ca"] } });
+    for (const [t, msg] of [["bad", /invalid bearer token/], ["wrong-aud", /not valid for audience istio-ca/], ["user", /"alice" is not a service account/], ["", /no token/]] as const) {
+      await tr.authenticate(t).then(() => assert.unreachable(t), (e: Error) => {
+        assert.instance(e, AuthenticationError);
+        assert.match(e.message, msg);
+      });
+    }
+  });
+});
+
+test("TokenReview: an unreachable API server is an AuthenticationError", async () => {
+  const tr = createTokenReviewAuthenticator({ url: "http://127.0.0.1:1" });
+  await tr.authenticate("x").then(() => assert.unreachable(), (e: Error) => {
+    assert.instance(e, AuthenticationError);
+    assert.match(e.message, /TokenReview at http:\/\/127\.0\.0\.1:1 failed/);
+  });
+});
+
+test.run();
