@@ -1,0 +1,35 @@
+// The SDS node agent: secret cache (keys in memory, one certificate per identity,
+// rotation), CA providers (builtin, istio, vault) and the SDS server on a Unix socket.
+export {
+  CaProviderError,
+  createBuiltinCaProvider,
+  type CaProvider,
+  type CaFailureKind,
+  type BuiltinCaProviderOptions,
+} from "./ca-provider.js";
+export { createIstioCaProvider, type IstioCaProviderOptions } from "./istio-ca-provider.js";
+export { createVaultCaProvider, type VaultCaProviderOptions } from "./vault-ca-provider.js";
+export {
+  createSecretCache,
+  DEFAULT_SECRET_NAME,
+  ROOT_SECRET_NAME,
+  type SecretCache,
+  type SecretCacheOptions,
+  type SecretCacheDebug,
+  type SecretItem,
+  type SecretKind,
+  type SecretWatch,
+  type WatchCallbacks,
+  type IdentityDebug,
+} from "./secret-cache.js";
+export {
+  startSdsServer,
+  DEFAULT_SDS_SOCKET,
+  type SdsServerOptions,
+  type RunningSdsServer,
+  type SdsDebugSnapshot,
+  type SdsStreamDebug,
+} from "./sds-server.js";
+export { SECRET_TYPE_URL } from "./secret-resource.js";
+export { SocketPathError } from "./uds-socket.js";
+export { CREDENTIAL_HEADERS, extractWorkloadToken } from "./workload-token.js";

@@ -1,0 +1,311 @@
+// The SDS server: envoy.service.secret.v3.SecretDiscoveryService on a Unix socket.
+// A thin gRPC layer: it authenticates each call from its token header, runs one
+// protocol session per stream (sotw-session / delta-session) over the secret cache,
+// and keeps the books (metrics, debug). It knows nothing of certificates.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { pino, type Logger } from "pino";
+import { Counter, Gauge, Registry } from "prom-client";
+import {
+  DiscoveryResponseSchema,
+  type DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse,
+  type DiscoveryRequest,
+  type DiscoveryResponse,
+} from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
+import { SecretDiscoveryService } from "../../gen/envoy/service/secret/v3/sds_pb.js";
+import { startGrpcServer, type RunningGrpcServer } from "../net/index.js";
+import { CaProviderError } from "./ca-provider.js";
+import { AuthenticationError, spiffeIdOf, type AuthenticatedCaller, type TokenAuthenticator } from "./ca-types.js";
+import { createDeltaSession } from "./delta-session.js";
+import { createOutbox } from "./outbox.js";
+import type { SecretCache, SecretCacheDebug, SecretItem } from "./secret-cache.js";
+import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
+import { issueFailureToConnect, type NackReport, type SessionContext } from "./session-context.js";
+import { createSotwSession } from "./sotw-session.js";
+import { claimSocket, prepareSocketPath } from "./uds-socket.js";
+import { extractWorkloadToken } from "./workload-token.js";
+
+/** Default path of the node agent's socket (Istio's). */
+export const DEFAULT_SDS_SOCKET = "/var/run/sds/uds_path";
+
+export interface SdsServerOptions {
+  socketPath: string;
+  cache: SecretCache;
+  authenticator: TokenAuthenticator;
+  logger?: Logger;
+  registry?: Registry;
+  maxMessageBytes?: number;
+  /** Messages a stream may have queued for a slow reader before it is ended (default 16). */
+  maxQueuedMessages?: number;
+}
+
+export interface SdsStreamDebug {
+  id: string;
+  rpc: "StreamSecrets" | "DeltaSecrets";
+  spiffeId: string;
+  names: string[];
+  openedAt: string;
+  pushes: number;
+  lastNack: (NackReport & { at: string }) | undefined;
+}
+
+export interface SdsDebugSnapshot {
+  socket: string;
+  trustDomain: string;
+  rootFingerprint: string | undefined;
+  identities: Array<SecretCacheDebug["identities"][number] & { streams: number; lastNack: (NackReport & { at: string }) | undefined }>;
+  streams: SdsStreamDebug[];
+  unknownNames: Array<{ name: string; count: number; lastSpiffeId: string; lastSeen: string }>;
+  authFailures: number;
+}
+
+export interface RunningSdsServer extends RunningGrpcServer {
+  readonly socketPath: string;
+  /** JSON-able state for /debug/sds. */
+  debug(): SdsDebugSnapshot;
+}
+
+const MAX_UNKNOWN_NAMES = 256;
+
+export async function startSdsServer(options: SdsServerOptions): Promise<RunningSdsServer> {
+  const { cache, authenticator, socketPath } = options;
+  const log = options.logger ?? pino({ level: "silent" });
+  const registry = options.registry ?? new Registry();
+  const queueLimit = options.maxQueuedMessages ?? 16;
+
+  const activeStreams = new Gauge({
+    name: "meshkey_sds_active_streams",
+    help: "Open SDS streams",
+    labelNames: ["rpc"] as const,
+    registers: [registry],
+  });
+  const pushes = new Counter({
+    name: "meshkey_sds_pushes_total",
+    help: "Secrets sent to Envoy, by kind",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  const pushErrors = new Counter({
+    name: "meshkey_sds_push_errors_total",
+    help: "Streams ended by the server with an error, by status",
+    labelNames: ["code"] as const,
+    registers: [registry],
+  });
+  const nacks = new Counter({
+    name: "meshkey_sds_nacks_total",
+    help: "Responses rejected by Envoy (requests carrying error_detail)",
+    registers: [registry],
+  });
+  const unknownNamesTotal = new Counter({
+    name: "meshkey_sds_unknown_names_total",
+    help: "Requested secret names this agent does not serve",
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: "meshkey_sds_auth_failures_total",
+    help: "SDS calls refused for a missing or invalid token",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+
+  const streams = new Map<string, SdsStreamDebug & { session?: { names(): string[] } }>();
+  const lastNackBySpiffeId = new Map<string, NackReport & { at: string }>();
+  const unknownNames = new Map<string, { name: string; count: number; lastSpiffeId: string; lastSeen: string }>();
+  let authFailureCount = 0;
+  let streamSeq = 0;
+
+  async function authenticate(headers: Headers, rpc: string): Promise<{ caller: AuthenticatedCaller; token: string }> {
+    const token = extractWorkloadToken(headers);
+    if (token === undefined) {
+      authFailures.inc({ reason: "missing" });
+      authFailureCount++;
+      log.warn({ rpc }, "SDS call without a token");
+      throw new ConnectError(
+        "missing workload token: send it in istio_sds_credentials_header-bin or authorization: Bearer",
+        Code.Unauthenticated,
+      );
+    }
+    try {
+      return { caller: await authenticator.authenticate(token), token };
+    } catch (err) {
+      authFailureCount++;
+      if (err instanceof AuthenticationError) {
+        authFailures.inc({ reason: "invalid" });
+        log.warn({ rpc, err: err.message }, "SDS call with an invalid token");
+        throw new ConnectError(`invalid workload token: ${err.message}`, Code.Unauthenticated);
+      }
+      authFailures.inc({ reason: "error" });
+      log.error({ rpc, err: (err as Error).message }, "token verification failed");
+      throw new ConnectError(`token verification failed: ${(err as Error).message}`, Code.Unavailable);
+    }
+  }
+
+  function recordUnknown(name: string, spiffeId: string, streamId: string): void {
+    unknownNamesTotal.inc();
+    log.warn({ stream: streamId, spiffeId, name }, "unknown secret name requested: not answered");
+    const u = unknownNames.get(name);
+    if (u) {
+      u.count++;
+      u.lastSpiffeId = spiffeId;
+      u.lastSeen = new Date().toISOString();
+      return;
+    }
+    if (unknownNames.size >= MAX_UNKNOWN_NAMES) unknownNames.delete(unknownNames.keys().next().value!);
+    unknownNames.set(name, { name, count: 1, lastSpiffeId: spiffeId, lastSeen: new Date().toISOString() });
+  }
+
+  function countPush(items: readonly SecretItem[], stream: SdsStreamDebug): void {
+    stream.pushes++;
+    for (const it of items) pushes.inc({ kind: it.kind });
+  }
+
+  /** Runs one bidi stream: session over an outbox, ending on the client's close or abort. */
+  async function* runStream<Req, Res>(
+    rpc: "StreamSecrets" | "DeltaSecrets",
+    requests: AsyncIterable<Req>,
+    hctx: HandlerContext,
+    makeSession: (ctx: SessionContext<Res>, id: string) => { onRequest(r: Req): void; names(): string[]; close(): void },
+  ): AsyncGenerator<Res> {
+    const { caller, token } = await authenticate(hctx.requestHeader, rpc);
+    const id = `s${++streamSeq}`;
+    const spiffeId = spiffeIdOf(cache.trustDomain, caller);
+    const slog = log.child({ stream: id, rpc, spiffeId });
+    const outbox = createOutbox<Res>(queueLimit);
+    const info: SdsStreamDebug & { session?: { names(): string[] } } = {
+      id,
+      rpc,
+      spiffeId,
+      names: [],
+      openedAt: new Date().toISOString(),
+      pushes: 0,
+      lastNack: undefined,
+    };
+    const ctx: SessionContext<Res> = {
+      cache,
+      caller,
+      token,
+      send(response, items) {
+        countPush(items, info);
+        slog.debug({ names: items.map((i) => i.name), versions: items.map((i) => i.version) }, "pushing secrets");
+        outbox.push(response);
+      },
+      end(error) {
+        pushErrors.inc({ code: Code[error.code] });
+        slog.info({ code: Code[error.code], reason: error.rawMessage }, "ending stream");
+        outbox.end(error);
+      },
+      onNack(report) {
+        nacks.inc();
+        const at = { ...report, at: new Date().toISOString() };
+        info.lastNack = at;
+        lastNackBySpiffeId.set(spiffeId, at);
+        slog.warn({ names: report.names, versions: report.versions, error: report.message }, "Envoy rejected secrets (NACK)");
+      },
+      onUnknownName: (name) => recordUnknown(name, spiffeId, id),
+      onWatch: () => {},
+    };
+    const session = makeSession(ctx, id);
+    info.session = session;
+    streams.set(id, info);
+    activeStreams.inc({ rpc });
+    slog.debug("stream opened");
+    const onAbort = () => outbox.end();
+    hctx.signal.addEventListener("abort", onAbort, { once: true });
+    void (async () => {
+      try {
+        for await (const req of requests) session.onRequest(req);
+        outbox.end();
+      } catch (err) {
+        outbox.end(ConnectError.from(err));
+      }
+    })();
+    try {
+      yield* outbox;
+    } finally {
+      hctx.signal.removeEventListener("abort", onAbort);
+      session.close();
+      streams.delete(id);
+      activeStreams.dec({ rpc });
+      slog.debug("stream closed");
+    }
+  }
+
+  function routes(router: ConnectRouter): void {
+    router.service(SecretDiscoveryService, {
+      streamSecrets(requests: AsyncIterable<DiscoveryRequest>, hctx: HandlerContext) {
+        return runStream<DiscoveryRequest, DiscoveryResponse>("StreamSecrets", requests, hctx, createSotwSession);
+      },
+      deltaSecrets(requests: AsyncIterable<DeltaDiscoveryRequest>, hctx: HandlerContext) {
+        return runStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>("DeltaSecrets", requests, hctx, createDeltaSession);
+      },
+      async fetchSecrets(req: DiscoveryRequest, hctx: HandlerContext) {
+        const { caller, token } = await authenticate(hctx.requestHeader, "FetchSecrets");
+        if (req.typeUrl !== "" && req.typeUrl !== SECRET_TYPE_URL) {
+          throw new ConnectError(`unsupported type URL "${req.typeUrl}"`, Code.InvalidArgument);
+        }
+        const spiffeId = spiffeIdOf(cache.trustDomain, caller);
+        const items: SecretItem[] = [];
+        for (const name of new Set(req.resourceNames)) {
+          let item: SecretItem | undefined;
+          try {
+            item = await cache.fetch(caller, token, name, hctx.signal);
+          } catch (err) {
+            if (err instanceof CaProviderError) throw issueFailureToConnect(err);
+            throw ConnectError.from(err);
+          }
+          if (item) items.push(item);
+          else recordUnknown(name, spiffeId, "fetch");
+        }
+        for (const it of items) pushes.inc({ kind: it.kind });
+        return create(DiscoveryResponseSchema, {
+          versionInfo: items.map((i) => i.version).join("."),
+          typeUrl: SECRET_TYPE_URL,
+          resources: items.map(packSecret),
+        });
+      },
+    });
+  }
+
+  await prepareSocketPath(socketPath);
+  const server = await startGrpcServer({ routes, listen: { path: socketPath }, maxMessageBytes: options.maxMessageBytes });
+  const owned = claimSocket(socketPath);
+  log.info({ socket: socketPath }, "SDS server listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    address: server.address,
+    port: server.port,
+    socketPath,
+    sessionCount: () => server.sessionCount(),
+    close(graceMs?: number) {
+      closing ??= (async () => {
+        try {
+          await server.close(graceMs);
+        } finally {
+          owned.remove();
+          log.info({ socket: socketPath }, "SDS server closed");
+        }
+      })();
+      return closing;
+    },
+    debug() {
+      const c = cache.debug();
+      const perId = new Map<string, number>();
+      for (const s of streams.values()) perId.set(s.spiffeId, (perId.get(s.spiffeId) ?? 0) + 1);
+      return {
+        socket: socketPath,
+        trustDomain: c.trustDomain,
+        rootFingerprint: c.rootFingerprint,
+        identities: c.identities.map((i) => ({
+          ...i,
+          streams: perId.get(i.spiffeId) ?? 0,
+          lastNack: lastNackBySpiffeId.get(i.spiffeId),
+        })),
+        streams: [...streams.values()].map(({ session, ...s }) => ({ ...s, names: session?.names() ?? [] })),
+        unknownNames: [...unknownNames.values()],
+        authFailures: authFailureCount,
+      };
+    },
+  };
+}
