@@ -1,0 +1,19 @@
+// ADS control plane: a snapshot cache (no gRPC), SotW + delta ADS and CSDS servers
+// (no resource contents), and the mesh controller that joins them to src/mesh.
+export { createSnapshotCache, type SnapshotCache, type SnapshotCacheOptions } from "./cache/snapshot-cache.js";
+export { createSnapshot, cacheResource, type Snapshot, type TypeSnapshot, type CachedResource } from "./cache/snapshot.js";
+export type {
+  ConfigWatcher,
+  WatchNode,
+  WatchRequest,
+  WatchResponse,
+  DeltaWatchRequest,
+  DeltaWatchResponse,
+  CancelWatch,
+} from "./cache/watch.js";
+export { TypeUrl, PUSH_ORDER, type KnownTypeUrl } from "./resource/type-urls.js";
+export { snapshotFromResources, snapshotToJson, sortKeys } from "./resource/resource-snapshot.js";
+export { startXdsServer, xdsRoutes, type XdsServerOptions, type RunningXdsServer } from "./xds-server.js";
+export { createSyncTracker, type SyncTracker, type NodeSyncStatus, type TypeSyncStatus, type NackRecord } from "./server/sync-tracker.js";
+export { createMeshController, MeshRejectedError, type MeshController, type MeshControllerOptions } from "./mesh-controller.js";
+export { renderMesh, renderNodes, type RenderedNode } from "./render-mesh.js";

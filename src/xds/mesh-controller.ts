@@ -1,0 +1,138 @@
+// Mesh model → per-node snapshots in the cache. Nodes are translated when their
+// first stream opens; a new mesh is translated for every known node, checked for
+// consistency, and published only if every node's set is good (else the last good
+// snapshots keep serving). Nodes that translate alike share one encoded snapshot.
+import type { JsonObject } from "@bufbuild/protobuf";
+import { pino, type Logger } from "pino";
+import { Counter, Gauge, Registry } from "prom-client";
+import {
+  checkConsistency,
+  defaultMesh,
+  nodeKind,
+  sidecarIdentity,
+  translateForNode,
+  watchMeshFile,
+  type MeshModel,
+  type MeshWatcher,
+  type NodeInfo,
+  type TranslateOptions,
+} from "../mesh/index.js";
+import type { SnapshotCache } from "./cache/snapshot-cache.js";
+import type { Snapshot } from "./cache/snapshot.js";
+import { snapshotFromResources, snapshotToJson } from "./resource/resource-snapshot.js";
+
+export interface MeshControllerOptions {
+  cache: SnapshotCache;
+  translate: TranslateOptions;
+  /** Initial model (default: the built-in sample mesh). */
+  mesh?: MeshModel;
+  /** Watch this file: a valid change is published, an invalid one logged, counted and ignored. */
+  meshFile?: string;
+  logger?: Logger;
+  registry?: Registry;
+}
+
+export interface MeshController {
+  mesh(): MeshModel;
+  /** Publishes a new model. Returns the problems that made it rejected (empty when published). */
+  setMesh(model: MeshModel): string[];
+  /** Canonical JSON of what node `nodeId` is served, or undefined if the node is unknown. */
+  configDump(nodeId: string): JsonObject | undefined;
+  /** Number of accepted mesh changes since start. */
+  generation(): number;
+  close(): void;
+}
+
+export class MeshRejectedError extends Error {
+  override name = "MeshRejectedError";
+}
+
+export function createMeshController(options: MeshControllerOptions): MeshController {
+  const { cache, translate } = options;
+  const logger = options.logger ?? pino({ level: "silent" });
+  const registry = options.registry ?? new Registry();
+  const metric = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
+  const reloads = metric("meshkey_mesh_reloads_total", () => new Counter({ name: "meshkey_mesh_reloads_total", help: "Mesh changes, by result (ok | invalid)", labelNames: ["result"], registers: [registry] }));
+  const services = metric("meshkey_mesh_services", () => new Gauge({ name: "meshkey_mesh_services", help: "Services in the serving mesh", registers: [registry] }));
+
+  let current = options.mesh ?? defaultMesh;
+  let generation = 0;
+  let memo = new Map<string, Snapshot>();
+  const known = new Map<string, NodeInfo>();
+  services.set(current.services.length);
+
+  const keyOf = (node: NodeInfo) => (nodeKind(node) === "proxyless" ? "proxyless" : `sidecar:${JSON.stringify(sidecarIdentity(node))}`);
+
+  const build = (model: MeshModel, node: NodeInfo, table: Map<string, Snapshot>): Snapshot => {
+    const key = keyOf(node);
+    let snap = table.get(key);
+    if (!snap) {
+      const set = translateForNode(model, node, translate);
+      const problems = checkConsistency(set);
+      if (problems.length > 0) throw new MeshRejectedError(`node ${node.id}: ${problems.join("; ")}`);
+      snap = snapshotFromResources(set);
+      table.set(key, snap);
+    }
+    return snap;
+  };
+
+  cache.setNodeResolver((node) => {
+    known.set(node.id, node);
+    try {
+      cache.setSnapshot(node.id, build(current, node, memo));
+    } catch (err) {
+      logger.error({ node: node.id, err: (err as Error).message }, "cannot translate the mesh for this node");
+    }
+  });
+
+  const setMesh = (model: MeshModel): string[] => {
+    const table = new Map<string, Snapshot>();
+    const next = new Map<string, Snapshot>();
+    for (const node of cache.connectedNodes()) known.set(node.id, node);
+    for (const id of [...known.keys()]) if (!cache.getSnapshot(id)) known.delete(id);
+    try {
+      for (const [id, node] of known) next.set(id, build(model, node, table));
+    } catch (err) {
+      reloads.inc({ result: "invalid" });
+      logger.error({ err: (err as Error).message }, "mesh change rejected: inconsistent resources; the last good snapshot keeps serving");
+      return [(err as Error).message];
+    }
+    current = model;
+    memo = table;
+    generation++;
+    reloads.inc({ result: "ok" });
+    services.set(model.services.length);
+    for (const [id, snap] of next) cache.setSnapshot(id, snap);
+    logger.info({ services: model.services.length, nodes: next.size, generation }, "mesh published");
+    return [];
+  };
+
+  let watcher: MeshWatcher | undefined;
+  if (options.meshFile) {
+    const file = options.meshFile;
+    watcher = watchMeshFile(
+      file,
+      (model) => void setMesh(model),
+      (err) => {
+        reloads.inc({ result: "invalid" });
+        logger.error({ file, err: err.message }, "mesh change rejected; the last good snapshot keeps serving");
+      },
+    );
+  }
+
+  return {
+    mesh: () => current,
+    setMesh,
+    configDump(nodeId) {
+      const snap = cache.getSnapshot(nodeId);
+      if (!snap) return undefined;
+      const node = known.get(nodeId);
+      return { node: { id: nodeId, metadata: (node?.metadata ?? {}) as JsonObject }, generation, resources: snapshotToJson(snap) };
+    },
+    generation: () => generation,
+    close() {
+      watcher?.close();
+      cache.setNodeResolver(undefined);
+    },
+  };
+}

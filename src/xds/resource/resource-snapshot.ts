@@ -1,0 +1,48 @@
+// A translator ResourceSet → a cache Snapshot (each resource encoded once), and
+// canonical protobuf JSON of a snapshot (for config_dump and `meshkey render`).
+import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { ClusterSchema } from "../../../gen/envoy/config/cluster/v3/cluster_pb.js";
+import { ClusterLoadAssignmentSchema } from "../../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
+import { ListenerSchema } from "../../../gen/envoy/config/listener/v3/listener_pb.js";
+import { RouteConfigurationSchema } from "../../../gen/envoy/config/route/v3/route_pb.js";
+import { resourceTypeRegistry, type ResourceSet } from "../../mesh/index.js";
+import { cacheResource, createSnapshot, type Snapshot } from "../cache/snapshot.js";
+import { PUSH_ORDER, TypeUrl } from "./type-urls.js";
+
+export function snapshotFromResources(set: ResourceSet): Snapshot {
+  return createSnapshot(
+    [
+      ...set.clusters.map((c) => cacheResource(ClusterSchema, c.name, c)),
+      ...set.endpoints.map((e) => cacheResource(ClusterLoadAssignmentSchema, e.clusterName, e)),
+      ...set.listeners.map((l) => cacheResource(ListenerSchema, l.name, l)),
+      ...set.routes.map((r) => cacheResource(RouteConfigurationSchema, r.name, r)),
+    ],
+    [TypeUrl.Cluster, TypeUrl.Endpoint, TypeUrl.Listener, TypeUrl.Route],
+  );
+}
+
+/** Recursively sorts object keys so that the output is stable. */
+export function sortKeys(value: JsonValue): JsonValue {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === "object") {
+    const out: JsonObject = {};
+    for (const k of Object.keys(value).sort()) out[k] = sortKeys((value as JsonObject)[k]!);
+    return out;
+  }
+  return value;
+}
+
+/** { "<type url>": { version, resources: [canonical JSON, by name] } } in push order. */
+export function snapshotToJson(snapshot: Snapshot): JsonObject {
+  const out: JsonObject = {};
+  const types = [...snapshot.types.keys()].sort((a, b) => PUSH_ORDER.indexOf(a) - PUSH_ORDER.indexOf(b));
+  for (const typeUrl of types) {
+    const t = snapshot.get(typeUrl)!;
+    out[typeUrl] = {
+      version: t.version,
+      resources: [...t.resources.values()].map((r) => sortKeys(toJson(AnySchema, r.any, { registry: resourceTypeRegistry }))),
+    };
+  }
+  return out;
+}

@@ -1,0 +1,33 @@
+// xDS type URLs and the ADS push order (make-before-break: CDS → EDS → LDS → RDS;
+// removals go the other way, last).
+export const TypeUrl = {
+  Cluster: "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+  Endpoint: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+  Listener: "type.googleapis.com/envoy.config.listener.v3.Listener",
+  Route: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+  Secret: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+} as const;
+
+export type KnownTypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
+
+/** Order in which updates of several types are sent on one ADS stream. */
+export const PUSH_ORDER: readonly string[] = [TypeUrl.Cluster, TypeUrl.Endpoint, TypeUrl.Listener, TypeUrl.Route, TypeUrl.Secret];
+
+/** Rank of a type in the push order (unknown types after the known ones). */
+export function pushRank(typeUrl: string): number {
+  const i = PUSH_ORDER.indexOf(typeUrl);
+  return i < 0 ? PUSH_ORDER.length : i;
+}
+
+/** Types whose SotW responses must always carry the full state (others may send only what changed). */
+export function isFullStateType(typeUrl: string): boolean {
+  return typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.Cluster;
+}
+
+export const shortTypeName: Record<string, string> = {
+  [TypeUrl.Cluster]: "CDS",
+  [TypeUrl.Endpoint]: "EDS",
+  [TypeUrl.Listener]: "LDS",
+  [TypeUrl.Route]: "RDS",
+  [TypeUrl.Secret]: "SDS",
+};

@@ -1,0 +1,164 @@
+// Incremental ADS (DeltaAggregatedResources), as go-control-plane's
+// pkg/server/delta: per-resource versions; initial_resource_versions on the first
+// request of a type; subscribe / unsubscribe (with "*" for wildcard, and the legacy
+// wildcard of an empty first subscribe); removed_resources; stale nonces never
+// block subscription changes; updates drain in CDS → EDS → LDS → RDS order and
+// removals after them, in reverse order.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  DeltaDiscoveryResponseSchema,
+  type DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse,
+} from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
+import type { CancelWatch, DeltaWatchResponse, WatchNode } from "../cache/watch.js";
+import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
+import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, watchNodeOf } from "./node-info.js";
+import type { StreamDeps } from "./sotw.js";
+import { createStreamQueue } from "./stream-queue.js";
+
+interface DeltaTypeState {
+  subscribed: Set<string>;
+  wildcard: boolean;
+  known: Map<string, string>;
+  nonce: string;
+  systemVersion: string;
+  cancel: CancelWatch | undefined;
+}
+
+export async function* deltaStream(
+  requests: AsyncIterable<DeltaDiscoveryRequest>,
+  signal: AbortSignal,
+  deps: StreamDeps,
+): AsyncGenerator<DeltaDiscoveryResponse> {
+  const { watcher, tracker } = deps;
+  const states = new Map<string, DeltaTypeState>();
+  const queue = createStreamQueue<DeltaWatchResponse>();
+  let node: WatchNode | undefined;
+  let log = deps.logger;
+  let nonces = 0;
+  let ended = false;
+  let closed = false;
+  let failure: unknown;
+
+  const watch = (typeUrl: string, st: DeltaTypeState) => {
+    st.cancel?.();
+    queue.drop(`${typeUrl}|update`);
+    queue.drop(`${typeUrl}|remove`);
+    st.cancel = watcher.createDeltaWatch(
+      node!.id,
+      { typeUrl, subscribed: st.subscribed, wildcard: st.wildcard, known: st.known },
+      (response) => {
+        st.cancel = undefined;
+        if (response.updated.length > 0) {
+          queue.put(`${typeUrl}|update`, pushRank(typeUrl), { ...response, removed: [] });
+        }
+        if (response.removed.length > 0) {
+          queue.put(`${typeUrl}|remove`, 2 * PUSH_ORDER.length + 2 - pushRank(typeUrl), { ...response, updated: [] });
+        }
+      },
+    );
+  };
+
+  const handle = (req: DeltaDiscoveryRequest) => {
+    if (!node) {
+      node = watchNodeOf(req.node);
+      log = deps.logger.child({ node: node.id });
+      tracker.streamOpened(node.id, "delta");
+      watcher.openNode(node);
+    }
+    const typeUrl = req.typeUrl;
+    if (typeUrl === "") throw new ConnectError("type_url is required on an ADS stream", Code.InvalidArgument);
+    if (req.resourceNamesSubscribe.length + req.resourceNamesUnsubscribe.length > MAX_NAMES_PER_REQUEST) {
+      throw new ConnectError("too many resource names", Code.ResourceExhausted);
+    }
+    let st = states.get(typeUrl);
+    if (!st) {
+      if (states.size >= MAX_TYPES_PER_STREAM) throw new ConnectError("too many types on one stream", Code.ResourceExhausted);
+      st = {
+        subscribed: new Set(),
+        wildcard: req.resourceNamesSubscribe.length === 0,
+        known: new Map(Object.entries(req.initialResourceVersions)),
+        nonce: "",
+        systemVersion: "",
+        cancel: undefined,
+      };
+      states.set(typeUrl, st);
+    }
+    if (req.responseNonce !== "" && req.responseNonce === st.nonce) {
+      if (req.errorDetail) {
+        tracker.nacked(node.id, typeUrl, st.systemVersion, st.nonce, req.errorDetail.message);
+        log.warn({ typeUrl, error: req.errorDetail.message }, "delta NACK");
+      } else tracker.acked(node.id, typeUrl, st.systemVersion);
+    }
+    // Subscription changes apply even when the nonce is stale.
+    for (const name of req.resourceNamesSubscribe) {
+      if (name === "*") st.wildcard = true;
+      else st.subscribed.add(name);
+    }
+    for (const name of req.resourceNamesUnsubscribe) {
+      if (name === "*") st.wildcard = false;
+      else {
+        st.subscribed.delete(name);
+        st.known.delete(name);
+      }
+    }
+    watch(typeUrl, st);
+  };
+
+  const reader = (async () => {
+    try {
+      for await (const req of requests) {
+        if (signal.aborted || closed) break;
+        handle(req);
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      ended = true;
+      queue.wake();
+    }
+  })();
+  const onAbort = () => queue.wake();
+  signal.addEventListener("abort", onAbort);
+
+  try {
+    for (;;) {
+      if (signal.aborted) break;
+      if (failure !== undefined) throw ConnectError.from(failure);
+      const next = queue.take();
+      if (next) {
+        const st = states.get(next.typeUrl);
+        if (!st || !node) continue;
+        const nonce = String(++nonces);
+        st.nonce = nonce;
+        st.systemVersion = next.systemVersion;
+        for (const r of next.updated) st.known.set(r.name, r.version);
+        for (const n of next.removed) st.known.delete(n);
+        tracker.sent(node.id, next.typeUrl, next.systemVersion, nonce, next.updated.length);
+        const response = create(DeltaDiscoveryResponseSchema, {
+          systemVersionInfo: next.systemVersion,
+          typeUrl: next.typeUrl,
+          nonce,
+          resources: next.updated.map((r) => ({ name: r.name, version: r.version, resource: r.any })),
+          removedResources: next.removed,
+        });
+        // Keep watching: what was just sent is now known, so only later changes answer.
+        if (st.cancel === undefined) watch(next.typeUrl, st);
+        yield response;
+        continue;
+      }
+      if (ended) break;
+      await queue.wait();
+    }
+  } finally {
+    closed = true;
+    signal.removeEventListener("abort", onAbort);
+    for (const st of states.values()) st.cancel?.();
+    if (node) {
+      watcher.closeNode(node.id);
+      tracker.streamClosed(node.id);
+    }
+    void reader;
+  }
+}

@@ -1,0 +1,157 @@
+// State-of-the-world ADS (StreamAggregatedResources), as go-control-plane's
+// pkg/server/sotw: per type a nonce and a version; an ACK sends nothing; a NACK is
+// recorded and nothing is resent until the snapshot changes; a stale nonce is
+// ignored; legacy wildcard (empty names on the first request) and "*"; pushes of
+// several types drain in CDS → EDS → LDS → RDS order, a shrinking LDS/CDS last.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import {
+  DiscoveryResponseSchema,
+  type DiscoveryRequest,
+  type DiscoveryResponse,
+} from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
+import type { CancelWatch, ConfigWatcher, WatchNode, WatchResponse } from "../cache/watch.js";
+import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
+import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, watchNodeOf } from "./node-info.js";
+import { createStreamQueue } from "./stream-queue.js";
+import type { SyncTracker } from "./sync-tracker.js";
+
+export interface StreamDeps {
+  watcher: ConfigWatcher;
+  tracker: SyncTracker;
+  logger: Logger;
+}
+
+interface TypeState {
+  nonce: string;
+  versionSent: string;
+  sentNames: Set<string>;
+  names: Set<string>;
+  wildcard: boolean;
+  legacyWildcard: boolean;
+  subscribed: boolean;
+  cancel: CancelWatch | undefined;
+}
+
+const sameSet = (a: ReadonlySet<string>, b: ReadonlySet<string>) => a.size === b.size && [...a].every((x) => b.has(x));
+
+export async function* sotwStream(
+  requests: AsyncIterable<DiscoveryRequest>,
+  signal: AbortSignal,
+  deps: StreamDeps,
+): AsyncGenerator<DiscoveryResponse> {
+  const { watcher, tracker } = deps;
+  const states = new Map<string, TypeState>();
+  const queue = createStreamQueue<WatchResponse>();
+  let node: WatchNode | undefined;
+  let log = deps.logger;
+  let nonces = 0;
+  let ended = false;
+  let failure: unknown;
+  let closed = false;
+
+  const handle = (req: DiscoveryRequest) => {
+    if (!node) {
+      node = watchNodeOf(req.node);
+      log = deps.logger.child({ node: node.id });
+      tracker.streamOpened(node.id, "sotw");
+      watcher.openNode(node);
+    }
+    const nodeId = node.id;
+    const typeUrl = req.typeUrl;
+    if (typeUrl === "") throw new ConnectError("type_url is required on an ADS stream", Code.InvalidArgument);
+    if (req.resourceNames.length > MAX_NAMES_PER_REQUEST) throw new ConnectError("too many resource names", Code.ResourceExhausted);
+    let st = states.get(typeUrl);
+    if (!st) {
+      if (states.size >= MAX_TYPES_PER_STREAM) throw new ConnectError("too many types on one stream", Code.ResourceExhausted);
+      st = { nonce: "", versionSent: "", sentNames: new Set(), names: new Set(), wildcard: false, legacyWildcard: false, subscribed: false, cancel: undefined };
+      states.set(typeUrl, st);
+    }
+    if (st.nonce !== "" && req.responseNonce !== st.nonce) {
+      log.debug({ typeUrl, nonce: req.responseNonce, expected: st.nonce }, "stale nonce ignored");
+      return;
+    }
+    if (req.responseNonce !== "" && req.responseNonce === st.nonce) {
+      if (req.errorDetail) {
+        tracker.nacked(nodeId, typeUrl, st.versionSent, st.nonce, req.errorDetail.message);
+        log.warn({ typeUrl, version: st.versionSent, error: req.errorDetail.message }, "NACK");
+      } else {
+        tracker.acked(nodeId, typeUrl, req.versionInfo);
+      }
+    }
+    const asked = req.resourceNames;
+    if (!st.subscribed && asked.length === 0) st.legacyWildcard = true;
+    if (asked.length > 0 && !asked.includes("*")) st.legacyWildcard = false;
+    const wildcard = asked.includes("*") || (asked.length === 0 && st.legacyWildcard);
+    const names = new Set(asked.filter((n) => n !== "*"));
+    const changed = st.subscribed && (wildcard !== st.wildcard || !sameSet(names, st.names));
+    st.subscribed = true;
+    st.wildcard = wildcard;
+    st.names = names;
+    if (changed) queue.drop(typeUrl); // a queued answer to the old subscription is not sent
+    st.cancel?.();
+    const state = st;
+    state.cancel = watcher.createWatch(
+      nodeId,
+      { typeUrl, names, wildcard, knownVersion: st.versionSent, force: changed },
+      (response) => {
+        state.cancel = undefined;
+        // LDS/CDS that drop something the client has go after the other types (make before break).
+        const shrinks = [...state.sentNames].some((n) => !response.resources.some((r) => r.name === n));
+        queue.put(typeUrl, pushRank(typeUrl) + (shrinks ? PUSH_ORDER.length + 1 : 0), response);
+      },
+    );
+  };
+
+  const reader = (async () => {
+    try {
+      for await (const req of requests) {
+        if (signal.aborted || closed) break;
+        handle(req);
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      ended = true;
+      queue.wake();
+    }
+  })();
+  const onAbort = () => queue.wake();
+  signal.addEventListener("abort", onAbort);
+
+  try {
+    for (;;) {
+      if (signal.aborted) break;
+      if (failure !== undefined) throw ConnectError.from(failure);
+      const next = queue.take();
+      if (next) {
+        const st = states.get(next.typeUrl);
+        if (!st || !node) continue;
+        const nonce = String(++nonces);
+        st.nonce = nonce;
+        st.versionSent = next.version;
+        st.sentNames = new Set(next.resources.map((r) => r.name));
+        tracker.sent(node.id, next.typeUrl, next.version, nonce, next.resources.length);
+        yield create(DiscoveryResponseSchema, {
+          versionInfo: next.version,
+          typeUrl: next.typeUrl,
+          nonce,
+          resources: next.resources.map((r) => r.any),
+        });
+        continue;
+      }
+      if (ended) break;
+      await queue.wait();
+    }
+  } finally {
+    closed = true;
+    signal.removeEventListener("abort", onAbort);
+    for (const st of states.values()) st.cancel?.();
+    if (node) {
+      watcher.closeNode(node.id);
+      tracker.streamClosed(node.id);
+    }
+    void reader;
+  }
+}
