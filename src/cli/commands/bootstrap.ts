@@ -1,10 +1,88 @@
-// Placeholder until the bootstrap verb lands; replaced by the part that owns it.
-import type { CliCommand } from "../command.js";
+// meshkey bootstrap: render a validated Envoy bootstrap for a role.
+import { writeFile } from "node:fs/promises";
+import { runCommand, parseFlags, UsageError, type CliCommand } from "../command.js";
+import { BOOTSTRAP_ROLES, BootstrapError, renderBootstrap, type BootstrapRole } from "../../bootstrap/index.js";
+
+const help = `Usage: meshkey bootstrap --role sidecar|pilot|ingress|mixer-like --node-id ID [options]
+
+Renders an Envoy v3 bootstrap from templates/, checks it (strict proto JSON, PGV
+rules, cluster references) and prints it.
+
+Options:
+  --namespace NS            workload namespace (sidecar default: default)
+  --service-account SA      workload service account (sidecar default: default)
+  --trust-domain TD         SPIFFE trust domain (default cluster.local)
+  --xds-address HOST:PORT   control plane ADS address (default 127.0.0.1:15010)
+  --sds-socket PATH         SDS Unix socket (default /var/run/sds/uds_path)
+  --token-path PATH         token file sent to SDS (default /var/run/secrets/tokens/istio-token)
+  --listen-port N           mTLS listener port of pilot|ingress|mixer-like (15011|8443|15004)
+  --local-port N            local upstream port of pilot|ingress|mixer-like (15010|8080|9091)
+  --admin-port N            Envoy admin port on 127.0.0.1 (default 15000)
+  --format json|yaml        output format (default json)
+  -o, --output FILE         write to FILE instead of stdout
+
+Exit status: 0 rendered, 1 the bootstrap could not be rendered, 2 usage error.
+
+Example:
+  meshkey bootstrap --role sidecar --node-id sidecar~10.0.0.1~httpbin.foo --namespace foo --service-account httpbin -o envoy.json`;
+
+function port(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw new UsageError(`${flag} must be a port number (1-65535), got ${JSON.stringify(value)}`);
+  return n;
+}
 
 export const command: CliCommand = {
-  help: "meshkey bootstrap: not implemented yet",
-  async run() {
-    process.stderr.write("meshkey bootstrap: not implemented yet\n");
-    return 2;
-  },
+  help,
+  run: (argv) =>
+    runCommand(help, async () => {
+      const { values } = parseFlags(argv, {
+        role: { type: "string" },
+        "node-id": { type: "string" },
+        namespace: { type: "string" },
+        "service-account": { type: "string" },
+        "trust-domain": { type: "string" },
+        "xds-address": { type: "string" },
+        "sds-socket": { type: "string" },
+        "token-path": { type: "string" },
+        "listen-port": { type: "string" },
+        "local-port": { type: "string" },
+        "admin-port": { type: "string" },
+        format: { type: "string" },
+        output: { type: "string", short: "o" },
+      });
+      const role = values.role as BootstrapRole | undefined;
+      if (!role) throw new UsageError("--role is required");
+      if (!BOOTSTRAP_ROLES.includes(role)) throw new UsageError(`--role must be one of ${BOOTSTRAP_ROLES.join(", ")}`);
+      if (!values["node-id"]) throw new UsageError("--node-id is required");
+      const format = values.format ?? "json";
+      if (format !== "json" && format !== "yaml") throw new UsageError("--format must be json or yaml");
+      let text: string;
+      try {
+        ({ text } = renderBootstrap({
+          role,
+          nodeId: values["node-id"],
+          namespace: values.namespace,
+          serviceAccount: values["service-account"],
+          trustDomain: values["trust-domain"],
+          xdsAddress: values["xds-address"],
+          sdsSocket: values["sds-socket"],
+          tokenPath: values["token-path"],
+          listenPort: port(values["listen-port"], "--listen-port"),
+          localPort: port(values["local-port"], "--local-port"),
+          adminPort: port(values["admin-port"], "--admin-port"),
+          format,
+        }));
+      } catch (err) {
+        if (err instanceof BootstrapError) {
+          process.stderr.write(`meshkey bootstrap: ${err.message}\n`);
+          return 1;
+        }
+        throw err;
+      }
+      if (values.output) await writeFile(values.output, text);
+      else process.stdout.write(text);
+      return 0;
+    }),
 };

@@ -1,10 +1,52 @@
-// Placeholder until the validate verb lands; replaced by the part that owns it.
-import type { CliCommand } from "../command.js";
+// meshkey validate FILE…: strict offline Envoy config validation.
+import { readFile } from "node:fs/promises";
+import { runCommand, parseFlags, UsageError, type CliCommand } from "../command.js";
+import { ConfigTextError, formatIssues, parseConfigText, validateEnvoyConfig, type EnvoyConfigKind } from "../../envoy/index.js";
+
+const help = `Usage: meshkey validate [--kind auto|bootstrap|resource|resources|config_dump] [--quiet] FILE…
+
+Checks Envoy v3 config files (JSON or YAML) offline: strict proto3 JSON (unknown
+fields and unknown @types rejected), the PGV (validate.rules) annotations of
+Envoy's protos, and load-time cross-references (referenced clusters exist, one
+SDS config source per secret name). A file is a bootstrap, one resource (an
+object with "@type"), a list of resources (an array or {resources: [...]}), or
+an admin config_dump. Issues are printed as FILE: path: message.
+
+Exit status: 0 all valid, 1 some file invalid, 2 a file unreadable or unparseable.
+
+Example:
+  meshkey bootstrap --role sidecar --node-id sidecar~10.0.0.1~httpbin.foo -o envoy.json
+  meshkey validate envoy.json`;
+
+const KINDS = ["auto", "bootstrap", "resource", "resources", "config_dump"];
 
 export const command: CliCommand = {
-  help: "meshkey validate: not implemented yet",
-  async run() {
-    process.stderr.write("meshkey validate: not implemented yet\n");
-    return 2;
-  },
+  help,
+  run: (argv) =>
+    runCommand(help, async () => {
+      const { values, positionals } = parseFlags(argv, { kind: { type: "string" }, quiet: { type: "boolean", short: "q" } }, true);
+      const kind = (values.kind ?? "auto") as EnvoyConfigKind | "auto";
+      if (!KINDS.includes(kind)) throw new UsageError(`--kind must be one of ${KINDS.join(", ")}`);
+      if (positionals.length === 0) throw new UsageError("no file to validate");
+      let status = 0;
+      for (const file of positionals) {
+        let input: unknown;
+        try {
+          input = parseConfigText(await readFile(file, "utf8"), file);
+        } catch (err) {
+          const msg = err instanceof ConfigTextError ? err.message : `${file}: cannot read: ${(err as Error).message}`;
+          process.stderr.write(`${msg}\n`);
+          status = 2;
+          continue;
+        }
+        const r = validateEnvoyConfig(input, { kind });
+        if (r.issues.length > 0) {
+          process.stdout.write(`${formatIssues(r.issues, `${file}: `)}\n`);
+          status = Math.max(status, 1);
+        } else if (!values.quiet) {
+          process.stdout.write(`${file}: valid ${r.kind}\n`);
+        }
+      }
+      return status;
+    }),
 };

@@ -1,0 +1,10 @@
+// Envoy bootstrap generator: Handlebars templates (templates/) → validated Bootstrap.
+export {
+  renderBootstrap,
+  bootstrapContext,
+  BootstrapError,
+  BOOTSTRAP_ROLES,
+  type BootstrapRole,
+  type BootstrapOptions,
+  type RenderedBootstrap,
+} from "./render-bootstrap.js";

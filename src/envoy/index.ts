@@ -1,0 +1,25 @@
+// Strict offline Envoy config validation (proto3 JSON + PGV rules + load-time
+// cross-references), semantic diff, and golden-file helpers.
+export { envoyTypeRegistry, envoyRegistryFiles } from "./type-registry.js";
+export { type ValidationIssue, formatIssues, displayPath } from "./issue-path.js";
+export { validateMessage, validateTree, type MessageVisitor } from "./validate-message.js";
+export { ConfigSchemaError, parseMessageJson } from "./parse-message-json.js";
+export {
+  parseEnvoyConfig,
+  detectConfigKind,
+  configResources,
+  type EnvoyConfigKind,
+  type ParsedEnvoyConfig,
+  type ParsedRoot,
+  type ConfigResource,
+} from "./envoy-config.js";
+export {
+  validateEnvoyConfig,
+  validateParsedConfig,
+  type ValidateEnvoyConfigOptions,
+  type EnvoyConfigValidation,
+} from "./validate-envoy-config.js";
+export { parseConfigText, ConfigTextError } from "./parse-config-text.js";
+export { diffEnvoyConfigs, formatDiff, canonicalJson, type ConfigDiff, type DiffChange } from "./diff-envoy-configs.js";
+export { expectGolden, pruneGoldens, canonicalConfigText, updatingGoldens, GoldenMismatchError } from "./golden.js";
+export { canonicalMessageJson } from "./canonical-json.js";
