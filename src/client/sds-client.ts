@@ -192,12 +192,14 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
       }
       const requests = createWritableIterable<MessageInitShape<typeof DiscoveryRequestSchema>>();
       const base: RequestInit = { node: { id: nodeId }, resourceNames: [name], typeUrl: SECRET_TYPE_URL };
-      void requests.write(base);
+      // A write still pending when the stream ends is rejected: nothing to do then.
+      const send = (req: RequestInit) => void requests.write(req).catch(() => {});
+      send(base);
       try {
         const headers = { [tokenHeader]: encodeBinaryHeader(new TextEncoder().encode(token)) };
         for await (const res of client.streamSecrets(requests, { headers, signal: closed.signal })) {
           delay = initialBackoff;
-          void requests.write(respond(name, res, base));
+          send(respond(name, res, base));
         }
         if (!closed.signal.aborted) log.info({ name }, "sds stream ended by the server; reconnecting");
       } catch (err) {
