@@ -2,6 +2,7 @@
 // server) over TLS: CreateCertificate with `authorization: Bearer <token>`.
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { isIP } from "node:net";
 import { IstioCertificateService } from "../../gen/istio/v1/auth/ca_pb.js";
 import { CaProviderError, type CaProvider } from "./ca-provider.js";
 
@@ -23,7 +24,9 @@ export function createIstioCaProvider(options: IstioCaProviderOptions): CaProvid
   if (!m) throw new TypeError(`istio CA address must be host:port, got "${options.address}"`);
   const host = m[1]!.replace(/^\[|\]$/g, "");
   const baseUrl = `https://${options.address}`;
-  const tls = { ca: options.rootCertPem, servername: options.serverName ?? host, ALPNProtocols: ["h2"] };
+  // SNI cannot carry an IP address: for an IP, Node checks the certificate against the host itself.
+  const servername = options.serverName ?? (isIP(host) ? undefined : host);
+  const tls = { ca: options.rootCertPem, ALPNProtocols: ["h2"], ...(servername ? { servername } : {}) };
   const sessionManager = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 60_000 }, tls);
   const transport = createGrpcTransport({ baseUrl, sessionManager, nodeOptions: tls }) // gRPC: always HTTP/2;
   const client = createClient(IstioCertificateService, transport);
