@@ -54,7 +54,6 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     "--xds-listen", "127.0.0.1:0",
     "--ca-listen", "127.0.0.1:0",
     "--admin-listen", "127.0.0.1:0",
-    "--no-xds",
     ...(options.rotate ? ["--cert-ttl", `${ttl}s`] : []),
   ];
   const config = resolveServeConfig(args);

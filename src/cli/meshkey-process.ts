@@ -94,6 +94,7 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
       ready.caServer = true;
     }
 
+    let sdsSocketPath = config.sdsSocket;
     if (config.sds) {
       ready.sds = false;
       const caProvider = await createCaProvider(config, ca, authenticator);
@@ -110,9 +111,9 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
       });
       const cache = secretCache;
       stops.push(() => cache.close());
-      const socketPath = await chooseSocketPath(config, stateDir, log);
+      sdsSocketPath = await chooseSocketPath(config, stateDir, log);
       const sds: RunningSdsServer = await startSdsServer({
-        socketPath,
+        socketPath: sdsSocketPath,
         cache,
         authenticator,
         logger: log.child({ part: "sds" }),
@@ -127,7 +128,7 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
     let controlPlane: RunningControlPlane | undefined;
     if (config.xds) {
       ready.xds = false;
-      controlPlane = await startControlPlane(config, log.child({ part: "xds" }), registry);
+      controlPlane = await startControlPlane(config, sdsSocketPath, log.child({ part: "xds" }), registry);
       const cp = controlPlane;
       stops.push(() => cp.close());
       addresses.xds = cp.server.address;
