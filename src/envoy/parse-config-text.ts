@@ -48,12 +48,12 @@ export function parseConfigText(text: string, file: string): unknown {
       throw new ConfigTextError(`${file}: invalid JSON: ${msg}`, file);
     }
   }
-  const doc = parseDocument(body, { uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(body, { uniqueKeys: true, prettyErrors: true });
   const err = doc.errors[0];
   if (err) {
     const lp = err.linePos?.[0];
     const where = lp ? `:${lp.line}:${lp.col}` : "";
-    throw new ConfigTextError(`${file}${where}: invalid YAML: ${err.message.split("\n")[0]}`, file, lp?.line, lp?.col);
+    throw new ConfigTextError(`${file}${where}: invalid YAML: ${(err.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "")}`, file, lp?.line, lp?.col);
   }
   return doc.toJS({ maxAliasCount: 100 });
 }

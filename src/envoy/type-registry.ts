@@ -193,7 +193,7 @@ function withDependencies(roots: readonly DescFile[]): DescFile[] {
   return [...seen.values()];
 }
 
-/** Proto file names (e.g. "envoy/config/cluster/v3/cluster.proto") held by envoyTypeRegistry. */
+/** Proto file names without ".proto" (e.g. "envoy/config/cluster/v3/cluster") held by envoyTypeRegistry. */
 export const envoyRegistryFiles: readonly string[] = withDependencies(generatedFiles).map((f) => f.name);
 
 /** Every message, enum and extension of gen/ and the well-known types. */
