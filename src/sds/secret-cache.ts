@@ -76,6 +76,12 @@ export interface SecretCacheOptions {
   idleTimeoutMs?: number;
   /** Backoff for transient CA failures (default 200 ms doubling to 30 s, with jitter). */
   retry?: { initialMs?: number; maxMs?: number };
+  /**
+   * Issuances in flight at once (default 16). Each one yields to the event loop first, and a
+   * workload waiting for its first certificate goes ahead of renewals, so that a renewal storm
+   * (thousands of identities due together) neither blocks the process nor starves new streams.
+   */
+  maxConcurrentIssuance?: number;
   /** Key generation (default: the CA part's createKeyAndCsr). */
   createKeyAndCsr?: (keyType: KeyType) => Promise<KeyAndCsr>;
   readCertificateInfo?: (pem: string) => CertificateInfo;
@@ -167,6 +173,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
   const log = options.logger ?? pino({ level: "silent" });
   const registry = options.registry ?? new Registry();
   const entries = new Map<string, Entry>();
+  const slots = createIssuanceSlots(options.maxConcurrentIssuance ?? 16);
   let derivedRoot: string | undefined;
   let pushedRoot: string | undefined = options.rootCertPem?.();
   let closed = false;
@@ -294,10 +301,12 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
 
   async function issue(entry: Entry): Promise<void> {
     entry.retryTimer = clearTimer(entry.retryTimer);
+    const release = await slots.acquire(entry.cert === undefined);
     const started = now();
     const t0 = performance.now();
     entry.csrCount++;
     try {
+      if (closed) return;
       const { privateKeyPem, csrPem } = await makeKey(keyType);
       let chain: string[];
       try {
@@ -330,6 +339,8 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
       entry.lastError = { kind: err.kind, message: err.message, at: started };
       if (closed) return;
       onIssueFailure(entry, err);
+    } finally {
+      release();
     }
   }
 
@@ -577,4 +588,36 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
 
 function digest(pem: string): string {
   return createHash("sha256").update(pem).digest("hex").slice(0, 16);
+}
+
+/** A small semaphore with two priorities; every grant comes in a fresh macrotask. */
+function createIssuanceSlots(max: number): { acquire(urgent: boolean): Promise<() => void> } {
+  if (!(max >= 1)) throw new RangeError(`maxConcurrentIssuance must be at least 1, got ${max}`);
+  let busy = 0;
+  const urgent: Array<() => void> = [];
+  const normal: Array<() => void> = [];
+  const pump = () => {
+    while (busy < max) {
+      const next = urgent.shift() ?? normal.shift();
+      if (!next) return;
+      busy++;
+      setImmediate(next);
+    }
+  };
+  return {
+    acquire(isUrgent) {
+      return new Promise((resolve) => {
+        (isUrgent ? urgent : normal).push(() => {
+          let released = false;
+          resolve(() => {
+            if (released) return;
+            released = true;
+            busy--;
+            pump();
+          });
+        });
+        pump();
+      });
+    },
+  };
 }
