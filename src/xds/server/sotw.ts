@@ -91,6 +91,12 @@ export async function* sotwStream(
     st.names = names;
     if (changed) queue.drop(typeUrl); // a queued answer to the old subscription is not sent
     st.cancel?.();
+    st.cancel = undefined;
+    if (!wildcard && names.size === 0) {
+      // Unsubscribed from every resource of the type: nothing to watch, nothing to send.
+      queue.drop(typeUrl);
+      return;
+    }
     const state = st;
     state.cancel = watcher.createWatch(
       nodeId,
