@@ -134,6 +134,10 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
       trustedCa = nextCa;
       return;
     }
+    // A re-sent secret (a reconnect, a ROOTCA push with the same bundle) changes nothing.
+    if (material && nextCert.chain === material.certChainPem && nextCert.key === material.privateKeyPem && nextCa === material.trustedCaPem) {
+      return;
+    }
     const ctx = tls.createSecureContext({ cert: nextCert.chain, key: nextCert.key, ca: nextCa });
     const leaf = new X509Certificate(nextCert.chain);
     const spiffeId = spiffeIdOfPeer({ subjectaltname: leaf.subjectAltName });

@@ -44,14 +44,14 @@ test("/readyz is 503 until every check passes, then 200, then 503 once draining"
     async (base, admin) => {
       let r = await fetch(`${base}/readyz`);
       assert.is(r.status, 503);
-      assert.equal((await r.json()).checks, { ca: true, sds: false });
+      assert.equal(((await r.json()) as { checks: unknown }).checks, { ca: true, sds: false });
       checks = { ca: true, sds: true };
       r = await fetch(`${base}/readyz`);
       assert.is(r.status, 200);
       admin.setDraining();
       r = await fetch(`${base}/readyz`);
       assert.is(r.status, 503);
-      assert.is((await r.json()).draining, true);
+      assert.is(((await r.json()) as { draining: boolean }).draining, true);
     },
   );
 });
@@ -76,7 +76,7 @@ test("debug pages get the query and may answer 404 with a reason", async () => {
       assert.equal(await r.json(), { node: "n1", big: "5" });
       r = await fetch(`${base}/debug/missing?node=zz`);
       assert.is(r.status, 404);
-      assert.match((await r.json()).error, /unknown node "zz"/);
+      assert.match(((await r.json()) as { error: string }).error, /unknown node "zz"/);
       r = await fetch(`${base}/debug/nope`);
       assert.is(r.status, 404);
     },

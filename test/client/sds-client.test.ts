@@ -96,7 +96,11 @@ test("the client keeps its last good context while the agent is down, then recon
     await new Promise((r) => setTimeout(r, 400));
     assert.is(c.current()?.serialNumber, before.serialNumber, "last good certificate kept");
     assert.ok(c.secureContext());
-    const updated = new Promise<string>((resolve) => c.onUpdate((mat) => resolve(mat.serialNumber)));
+    const updated = new Promise<string>((resolve) =>
+      c.onUpdate((mat) => {
+        if (mat.serialNumber !== before.serialNumber) resolve(mat.serialNumber);
+      }),
+    );
     m = await agent(dir); // same state dir: same root, new agent, new key
     const serial = await Promise.race([
       updated,
