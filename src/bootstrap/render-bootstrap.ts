@@ -81,6 +81,27 @@ interface CompiledTemplates {
 
 const compiledByDir = new Map<string, CompiledTemplates>();
 
+/**
+ * Handlebars' strict mode only checks plain `{{name}}` lookups, not helper or
+ * partial arguments such as `{{json name}}`. Marking every path expression of the
+ * parsed template strict makes a missing argument fail the same way, naming it.
+ */
+function strictAst(env: typeof Handlebars, source: string): hbs.AST.Program {
+  const ast = env.parse(source);
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      node.forEach(visit);
+      return;
+    }
+    if (typeof node !== "object" || node === null) return;
+    const n = node as { type?: string; data?: boolean; parts?: string[]; strict?: boolean; loc?: unknown };
+    if (n.type === "PathExpression" && !n.data && (n.parts?.length ?? 0) > 0) n.strict = true;
+    for (const [k, v] of Object.entries(node)) if (k !== "loc" && k !== "path") visit(v);
+  };
+  visit(ast);
+  return ast;
+}
+
 /** Compiles (once per directory) every `<role>.json.hbs` and `partials/*.hbs`. */
 function templatesIn(dir: string): CompiledTemplates {
   const hit = compiledByDir.get(dir);
@@ -97,7 +118,7 @@ function templatesIn(dir: string): CompiledTemplates {
   } catch {
     /* no partials */
   }
-  for (const f of partials) env.registerPartial(basename(f, ".hbs"), env.compile(readFileSync(join(dir, "partials", f), "utf8"), options));
+  for (const f of partials) env.registerPartial(basename(f, ".hbs"), env.compile(strictAst(env, readFileSync(join(dir, "partials", f), "utf8")), options));
   const roles = new Map<string, HandlebarsTemplateDelegate>();
   let files: string[];
   try {
@@ -105,7 +126,7 @@ function templatesIn(dir: string): CompiledTemplates {
   } catch (err) {
     throw new BootstrapError(`cannot read template directory ${dir}: ${(err as Error).message}`);
   }
-  for (const f of files) roles.set(basename(f, ".json.hbs"), env.compile(readFileSync(join(dir, f), "utf8"), options));
+  for (const f of files) roles.set(basename(f, ".json.hbs"), env.compile(strictAst(env, readFileSync(join(dir, f), "utf8")), options));
   const compiled = { env, roles };
   compiledByDir.set(dir, compiled);
   return compiled;

@@ -45,7 +45,7 @@ export function expectGolden(file: string, value: unknown): void {
   if (!existsSync(abs)) throw new GoldenMismatchError(`golden file ${file} is missing: run UPDATE_GOLDEN=1 npm test`);
   const golden = JSON.parse(readFileSync(abs, "utf8")) as unknown;
   const d = diffEnvoyConfigs(golden, JSON.parse(text) as unknown);
-  if (!d.same) throw new GoldenMismatchError(`${file} differs from the golden file (A = golden, B = actual); run UPDATE_GOLDEN=1 npm test to accept:\n${formatDiff(d)}`);
+  if (!d.same) throw new GoldenMismatchError(`${file}: output differs from the golden file (A = golden, B = actual); run UPDATE_GOLDEN=1 npm test to accept:\n${formatDiff(d)}`);
 }
 
 /**
