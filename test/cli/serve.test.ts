@@ -109,6 +109,53 @@ test("split roles: an agent with --ca-provider istio gets working certificates f
   }
 });
 
+test("debug pages show what a connected sidecar was sent and what the agent holds", async () => {
+  const { createClient } = await import("@connectrpc/connect");
+  const { createGrpcTransport } = await import("@connectrpc/connect-node");
+  const { createWritableIterable } = await import("@connectrpc/connect/protocol");
+  const { AggregatedDiscoveryService } = await import("../../gen/envoy/service/discovery/v3/ads_pb.js");
+  const dir = tempDir();
+  const serve = await startServeProcess(isolatedServeArgs(dir));
+  const nodeId = "sidecar~127.0.0.1~sleep-1.foo~foo.svc.cluster.local";
+  const ads = createClient(AggregatedDiscoveryService, createGrpcTransport({ baseUrl: `http://${serve.xds}` }));
+  const requests = createWritableIterable<{ node: { id: string }; typeUrl: string; versionInfo?: string; responseNonce?: string }>();
+  const abort = new AbortController();
+  const issuer = await openDevTokenIssuer(join(dir, "state"));
+  const tokenPath = join(dir, "token");
+  writeFileSync(tokenPath, await issuer.mint({ namespace: "foo", serviceAccount: "sleep" }));
+  const sds = createSdsClient({ socketPath: serve.sds!.replace(/^unix:/, ""), tokenPath });
+  try {
+    const cdsType = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    void requests.write({ node: { id: nodeId }, typeUrl: cdsType }).catch(() => {});
+    const stream = ads.streamAggregatedResources(requests, { signal: abort.signal })[Symbol.asyncIterator]();
+    const first = await stream.next();
+    assert.ok(!first.done && first.value.resources.length > 0, "no clusters pushed");
+    void requests.write({ node: { id: nodeId }, typeUrl: cdsType, versionInfo: first.value!.versionInfo, responseNonce: first.value!.nonce }).catch(() => {});
+    await sds.ready(10_000);
+
+    const dump = (await (await fetch(`http://${serve.admin}/debug/config_dump?node=${encodeURIComponent(nodeId)}`)).json()) as Record<string, unknown>;
+    assert.match(JSON.stringify(dump), /outbound\|8000\|\|httpbin\.foo\.svc\.cluster\.local/);
+    const unknownNode = await fetch(`http://${serve.admin}/debug/config_dump?node=nobody`);
+    assert.is(unknownNode.status, 404);
+
+    let syncz = "";
+    for (let i = 0; i < 50 && !syncz.includes(first.value!.versionInfo); i++) {
+      syncz = await (await fetch(`http://${serve.admin}/debug/syncz`)).text();
+      if (!syncz.includes(nodeId)) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(syncz.includes(nodeId), syncz);
+
+    const sdsDebug = await (await fetch(`http://${serve.admin}/debug/sds`)).text();
+    assert.ok(sdsDebug.includes("spiffe://cluster.local/ns/foo/sa/sleep"), sdsDebug);
+    assert.not.match(sdsDebug, /PRIVATE KEY/);
+  } finally {
+    abort.abort();
+    requests.close();
+    await sds.close();
+    await serve.stop();
+  }
+});
+
 test("bad flags exit 2 naming the flag; an unusable state dir exits 1 naming it", async () => {
   const { spawnSync } = await import("node:child_process");
   const bad = spawnSync(process.execPath, ["bin/meshkey.js", "serve", "--key-type", "dsa"], { encoding: "utf8" });
