@@ -2,7 +2,7 @@
 // server scenarios): ACK, NACK, stale nonce, wildcard, named subsets, push order.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { pino } from "pino";
@@ -20,7 +20,7 @@ test.after.each(async () => {
   await h.close();
 });
 
-const req = (typeUrl: string, names: string[] = [], prev?: DiscoveryResponse, extra: Partial<DiscoveryRequest> = {}) => ({
+const req = (typeUrl: string, names: string[] = [], prev?: DiscoveryResponse, extra: { versionInfo?: string; errorDetail?: { code: number; message: string } } = {}): MessageInitShape<typeof DiscoveryRequestSchema> => ({
   node: node(),
   typeUrl,
   resourceNames: names,
@@ -45,7 +45,7 @@ test("a NACK is recorded with its message and nothing is resent until the snapsh
   const s = h.sotw();
   await s.send(req(TypeUrl.Cluster));
   const r1 = await s.next();
-  await s.send({ ...req(TypeUrl.Cluster, [], r1, { versionInfo: "" }), errorDetail: { code: 3, message: "bad cluster a" } });
+  await s.send(req(TypeUrl.Cluster, [], r1, { versionInfo: "", errorDetail: { code: 3, message: "bad cluster a" } }));
   await s.nothing();
   const status = h.server.syncStatus()[0]!.types[0]!;
   assert.equal([status.versionSent, status.versionAcked, status.lastNack?.message, status.lastNack?.version], [r1.versionInfo, "", "bad cluster a", r1.versionInfo]);
@@ -200,7 +200,7 @@ test("CSDS reports SYNCED after an ACK and ERROR with the message after a NACK",
   await s.send(req(TypeUrl.Cluster, [], c));
   await s.send(req(TypeUrl.Listener));
   const l = await s.next();
-  await s.send({ ...req(TypeUrl.Listener, [], l, { versionInfo: "" }), errorDetail: { code: 3, message: "listener l rejected" } });
+  await s.send(req(TypeUrl.Listener, [], l, { versionInfo: "", errorDetail: { code: 3, message: "listener l rejected" } }));
   await s.nothing(100);
   const res = await h.csds.fetchClientStatus({ node: { id: "test-node" } });
   assert.is(res.config.length, 1);

@@ -116,13 +116,13 @@ export async function startHarness(cache: SnapshotCache = createSnapshotCache())
     ads,
     csds,
     sotw() {
-      const s = new TestStream((input) => ads.streamAggregatedResources(input));
-      streams.push(s as TestStream<unknown, unknown>);
+      const s: SotwStream = new TestStream((input: AsyncIterable<MessageInitShape<typeof DiscoveryRequestSchema>>) => ads.streamAggregatedResources(input));
+      streams.push(s as unknown as TestStream<unknown, unknown>);
       return s;
     },
     delta() {
-      const s = new TestStream((input) => ads.deltaAggregatedResources(input));
-      streams.push(s as TestStream<unknown, unknown>);
+      const s: DeltaStream = new TestStream((input: AsyncIterable<MessageInitShape<typeof DeltaDiscoveryRequestSchema>>) => ads.deltaAggregatedResources(input));
+      streams.push(s as unknown as TestStream<unknown, unknown>);
       return s;
     },
     async close() {
