@@ -291,10 +291,11 @@ export function describeRunningMeshkey(m: RunningMeshkey): string {
     lines.push(
       "",
       "Point an Envoy at it:",
-      `  npx meshkey bootstrap --role sidecar --node-id sidecar~127.0.0.1~sleep-1.foo~foo.svc.cluster.local \\`,
-      `      --namespace foo --service-account sleep --xds-address ${m.addresses.xds} --sds-socket ${socket} \\`,
-      `      --trust-domain ${m.config.trustDomain} -o envoy.json`,
       `  npx meshkey token --namespace foo --service-account sleep --state-dir ${m.config.stateDir} > istio-token`,
+      `  npx meshkey bootstrap --role sidecar --node-id sidecar~127.0.0.1~sleep-1.foo~foo.svc.cluster.local \\`,
+      `      --namespace foo --service-account sleep --trust-domain ${m.config.trustDomain} \\`,
+      `      --xds-address ${m.addresses.xds} --sds-socket ${socket} --token-path "$PWD/istio-token" -o envoy.json`,
+      `  envoy -c envoy.json`,
     );
   }
   return `${lines.join("\n")}\n`;
