@@ -77,7 +77,7 @@ export interface SecretCacheOptions {
   /** Backoff for transient CA failures (default 200 ms doubling to 30 s, with jitter). */
   retry?: { initialMs?: number; maxMs?: number };
   /**
-   * Issuances in flight at once (default 16). Each one yields to the event loop first, and a
+   * Issuances in flight at once (default 8). Each one yields to the event loop first, and a
    * workload waiting for its first certificate goes ahead of renewals, so that a renewal storm
    * (thousands of identities due together) neither blocks the process nor starves new streams.
    */
@@ -173,7 +173,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
   const log = options.logger ?? pino({ level: "silent" });
   const registry = options.registry ?? new Registry();
   const entries = new Map<string, Entry>();
-  const slots = createIssuanceSlots(options.maxConcurrentIssuance ?? 16);
+  const slots = createIssuanceSlots(options.maxConcurrentIssuance ?? 8);
   let derivedRoot: string | undefined;
   let pushedRoot: string | undefined = options.rootCertPem?.();
   let closed = false;
