@@ -95,7 +95,13 @@ export function parseMesh(text: string, file = "<mesh>"): MeshModel {
     const line = e.linePos?.[0]?.line ?? counter.linePos(e.pos[0]).line;
     throw new MeshError(file, line, "", `YAML: ${e.message.split("\n")[0]}`);
   }
-  const raw: unknown = doc.toJS() ?? {};
+  let raw: unknown;
+  try {
+    // toJS throws on an alias with no anchor, or on too many aliases ("billion laughs").
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    throw new MeshError(file, undefined, "", `YAML: ${(err as Error).message}`);
+  }
   const fail = (segments: Segment[], detail: string): never => {
     throw new MeshError(file, lineOf(doc, counter, segments), formatPath(segments), detail);
   };
