@@ -9,7 +9,7 @@ import {
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import type { SecretItem, SecretWatch } from "./secret-cache.js";
 import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { checkTypeUrl, nackReport, subscribe, type SessionContext } from "./session-context.js";
+import { checkNameCount, checkTypeUrl, nackReport, subscribe, type SessionContext } from "./session-context.js";
 
 export interface DeltaSession {
   onRequest(request: DeltaDiscoveryRequest): void;
@@ -71,6 +71,7 @@ export function createDeltaSession(ctx: SessionContext<DeltaDiscoveryResponse>, 
       }
       for (const name of req.resourceNamesSubscribe) {
         if (subs.has(name)) continue;
+        checkNameCount(subs.size + 1);
         subs.set(name, undefined);
         const w = subscribe(ctx, name, (item) => {
           if (item.name === name && sent.get(name) !== item.version) maybeSend();

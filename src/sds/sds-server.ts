@@ -21,7 +21,7 @@ import { createDeltaSession } from "./delta-session.js";
 import { createOutbox } from "./outbox.js";
 import type { SecretCache, SecretCacheDebug, SecretItem } from "./secret-cache.js";
 import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { issueFailureToConnect, type NackReport, type SessionContext } from "./session-context.js";
+import { checkNameCount, issueFailureToConnect, type NackReport, type SessionContext } from "./session-context.js";
 import { createSotwSession } from "./sotw-session.js";
 import { claimSocket, prepareSocketPath } from "./uds-socket.js";
 import { extractWorkloadToken } from "./workload-token.js";
@@ -245,6 +245,7 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
           throw new ConnectError(`unsupported type URL "${req.typeUrl}"`, Code.InvalidArgument);
         }
         const spiffeId = spiffeIdOf(cache.trustDomain, caller);
+        checkNameCount(new Set(req.resourceNames).size);
         const items: SecretItem[] = [];
         for (const name of new Set(req.resourceNames)) {
           let item: SecretItem | undefined;

@@ -52,6 +52,15 @@ export function subscribe<Res>(
   return watch;
 }
 
+/** Names one stream may watch at once (Envoy opens one stream per name; this only bounds abuse). */
+export const MAX_NAMES_PER_STREAM = 64;
+
+export function checkNameCount(count: number): void {
+  if (count > MAX_NAMES_PER_STREAM) {
+    throw new ConnectError(`too many secret names on one stream (${count} > ${MAX_NAMES_PER_STREAM})`, Code.ResourceExhausted);
+  }
+}
+
 export function checkTypeUrl(typeUrl: string, expected: string): void {
   if (typeUrl !== "" && typeUrl !== expected) {
     throw new ConnectError(`unsupported type URL "${typeUrl}": this server only serves ${expected}`, Code.InvalidArgument);

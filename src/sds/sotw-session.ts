@@ -10,7 +10,7 @@ import {
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import type { SecretItem, SecretWatch } from "./secret-cache.js";
 import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { checkTypeUrl, nackReport, subscribe, type SessionContext } from "./session-context.js";
+import { checkNameCount, checkTypeUrl, nackReport, subscribe, type SessionContext } from "./session-context.js";
 
 export interface SotwSession {
   onRequest(request: DiscoveryRequest): void;
@@ -85,6 +85,7 @@ export function createSotwSession(ctx: SessionContext<DiscoveryResponse>, stream
     onRequest(req) {
       if (closed) return;
       checkTypeUrl(req.typeUrl, SECRET_TYPE_URL);
+      checkNameCount(new Set(req.resourceNames).size);
       if (req.responseNonce !== "") {
         if (!outstanding || req.responseNonce !== outstanding.nonce) return; // stale: superseded by a later response
         if (req.errorDetail) {
