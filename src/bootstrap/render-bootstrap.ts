@@ -55,7 +55,7 @@ export interface BootstrapOptions {
 }
 
 export interface RenderedBootstrap {
-  /** The bootstrap as canonical proto JSON or YAML (original field names). */
+  /** JSON: the rendered template, validated and re-indented. YAML: printed from the parsed message. */
   text: string;
   bootstrap: Bootstrap;
 }
@@ -233,7 +233,9 @@ export function renderBootstrap(opts: BootstrapOptions): RenderedBootstrap {
   const issues = validateParsedConfig(parsed);
   if (issues.length > 0) throw new BootstrapError(`template ${name} rendered an invalid bootstrap:\n${formatIssues(issues, "  ")}`);
   const bootstrap = parsed.roots[0]!.message as Bootstrap;
-  const out = canonicalMessageJson(BootstrapSchema, bootstrap);
-  const text = opts.format === "yaml" ? toYaml(out, { lineWidth: 0 }) : `${JSON.stringify(out, null, 2)}\n`;
+  // JSON: the template's own (now validated) JSON, re-indented. YAML: printed from
+  // the parsed message as canonical proto JSON (original field names).
+  const text =
+    opts.format === "yaml" ? toYaml(canonicalMessageJson(BootstrapSchema, bootstrap), { lineWidth: 0 }) : `${JSON.stringify(json, null, 2)}\n`;
   return { text, bootstrap };
 }

@@ -1,0 +1,181 @@
+// Bootstrap rendering, validation and diff throughput, each beside the raw
+// JSON.parse + fromJson cost of the same input, measured in the same run.
+// Writes BENCHMARKS.md section "envoy".
+import { create, fromJson, toJsonString, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import { anyPack, anyUnpack, type Any } from "@bufbuild/protobuf/wkt";
+import { ConfigDumpSchema, BootstrapConfigDumpSchema } from "../gen/envoy/admin/v3/config_dump_pb.js";
+import { ClustersConfigDumpSchema, ListenersConfigDumpSchema } from "../gen/envoy/admin/v3/config_dump_shared_pb.js";
+import { BootstrapSchema } from "../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
+import { ClusterSchema, Cluster_DiscoveryType } from "../gen/envoy/config/cluster/v3/cluster_pb.js";
+import { ListenerSchema } from "../gen/envoy/config/listener/v3/listener_pb.js";
+import { HttpConnectionManagerSchema } from "../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js";
+import { RouterSchema } from "../gen/envoy/extensions/filters/http/router/v3/router_pb.js";
+import { UpstreamTlsContextSchema, DownstreamTlsContextSchema } from "../gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
+import { renderBootstrap } from "../src/bootstrap/index.js";
+import { diffEnvoyConfigs, envoyTypeRegistry, parseConfigText, validateEnvoyConfig } from "../src/envoy/index.js";
+import { writeFileSync } from "node:fs";
+import { writeBenchmarkSection } from "./report.js";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+
+/** Operations per second of `op` over about `seconds` (after a short warm-up). */
+function rate(name: string, op: () => unknown, seconds = SECONDS): number {
+  const warm = Date.now() + 300;
+  while (Date.now() < warm) op();
+  gc();
+  let n = 0;
+  const start = process.hrtime.bigint();
+  const deadline = start + BigInt(Math.round(seconds * 1e9));
+  let now = start;
+  while (now < deadline) {
+    op();
+    n++;
+    now = process.hrtime.bigint();
+  }
+  const perSec = n / (Number(now - start) / 1e9);
+  console.log(`${name.padEnd(62)} ${perSec.toFixed(1).padStart(9)} /s`);
+  return perSec;
+}
+
+// --- 1. Bootstrap rendering -------------------------------------------------
+let seq = 0;
+// A distinct node id per render: no result can be reused from an earlier call.
+const sidecar = () => renderBootstrap({ role: "sidecar", nodeId: `sidecar~10.0.${seq % 250}.${seq++ % 250}~httpbin-${seq}.foo`, namespace: "foo", serviceAccount: "httpbin" });
+const sidecarText = sidecar().text;
+const renderRate = rate("render sidecar bootstrap (template, parse, validate, print)", sidecar);
+const renderYamlRate = rate("render sidecar bootstrap as YAML", () =>
+  renderBootstrap({ role: "sidecar", nodeId: "sidecar~10.0.0.1~httpbin-1.foo", format: "yaml" }),
+);
+const pilotRate = rate("render pilot bootstrap", () => renderBootstrap({ role: "pilot", nodeId: "pilot~1~p.istio-system" }));
+const rawBootstrapRate = rate("raw: JSON.parse + fromJson of the same sidecar bootstrap", () =>
+  fromJson(BootstrapSchema, JSON.parse(sidecarText) as JsonValue, { registry: envoyTypeRegistry }),
+);
+
+// --- 2. A ~1 MB config dump --------------------------------------------------
+// The TLS context of the sidecar's own xds-grpc cluster (SDS default + ROOTCA, SAN
+// match) is reused on every generated cluster and listener, as a real mesh does.
+const xds = sidecar().bootstrap.staticResources!.clusters[0]!;
+const upstreamTls = xds.transportSocket!;
+const commonTls = anyUnpack(upstreamTls.configType.value as Any, UpstreamTlsContextSchema)!.commonTlsContext;
+
+function cluster(i: number): MessageInitShape<typeof ClusterSchema> {
+  const name = `outbound|8000||svc-${i}.ns-${i % 17}.svc.cluster.local`;
+  return {
+    name,
+    clusterDiscoveryType: { case: "type", value: Cluster_DiscoveryType.STATIC },
+    connectTimeout: { seconds: 1n },
+    loadAssignment: {
+      clusterName: name,
+      endpoints: [
+        {
+          lbEndpoints: [0, 1].map((j) => ({
+            hostIdentifier: {
+              case: "endpoint" as const,
+              value: { address: { address: { case: "socketAddress" as const, value: { address: `10.${i % 250}.${j}.1`, portSpecifier: { case: "portValue" as const, value: 8000 } } } } },
+            },
+          })),
+        },
+      ],
+    },
+    transportSocket: upstreamTls,
+  };
+}
+
+function listener(i: number, clusters: number): MessageInitShape<typeof ListenerSchema> {
+  const hcm = create(HttpConnectionManagerSchema, {
+    statPrefix: `inbound_${i}`,
+    routeSpecifier: {
+      case: "routeConfig",
+      value: {
+        name: `route-${i}`,
+        virtualHosts: [
+          {
+            name: `vh-${i}`,
+            domains: [`svc-${i}.example`, "*"],
+            routes: [{ match: { pathSpecifier: { case: "prefix", value: "/" } }, action: { case: "route", value: { clusterSpecifier: { case: "cluster", value: `outbound|8000||svc-${i % clusters}.ns-${(i % clusters) % 17}.svc.cluster.local` } } } }],
+          },
+        ],
+      },
+    },
+    httpFilters: [{ name: "envoy.filters.http.router", configType: { case: "typedConfig", value: anyPack(RouterSchema, create(RouterSchema)) } }],
+  });
+  const tls = create(DownstreamTlsContextSchema, {
+    requireClientCertificate: true,
+    commonTlsContext: commonTls,
+  });
+  return {
+    name: `inbound-${i}`,
+    address: { address: { case: "socketAddress", value: { address: "0.0.0.0", portSpecifier: { case: "portValue", value: 10000 + i } } } },
+    filterChains: [
+      {
+        filters: [{ name: "envoy.filters.network.http_connection_manager", configType: { case: "typedConfig", value: anyPack(HttpConnectionManagerSchema, hcm) } }],
+        transportSocket: { name: "envoy.transport_sockets.tls", configType: { case: "typedConfig", value: anyPack(DownstreamTlsContextSchema, tls) } },
+      },
+    ],
+  };
+}
+
+function configDump(clusters: number, listeners: number, changed = -1): string {
+  const cs = Array.from({ length: clusters }, (_, i) => {
+    const c = cluster(i);
+    if (i === changed) c.connectTimeout = { seconds: 2n };
+    return { versionInfo: "1", cluster: anyPack(ClusterSchema, create(ClusterSchema, c)) };
+  });
+  const ls = Array.from({ length: listeners }, (_, i) => ({
+    name: `inbound-${i}`,
+    activeState: { versionInfo: "1", listener: anyPack(ListenerSchema, create(ListenerSchema, listener(i, clusters))) },
+  }));
+  const dump = create(ConfigDumpSchema, {
+    configs: [
+      anyPack(BootstrapConfigDumpSchema, create(BootstrapConfigDumpSchema, { bootstrap: sidecar().bootstrap })),
+      anyPack(ClustersConfigDumpSchema, create(ClustersConfigDumpSchema, { dynamicActiveClusters: cs })),
+      anyPack(ListenersConfigDumpSchema, create(ListenersConfigDumpSchema, { dynamicListeners: ls })),
+    ],
+  });
+  return toJsonString(ConfigDumpSchema, dump, { registry: envoyTypeRegistry, useProtoFieldName: true });
+}
+
+// Size the dump to about 1 MB.
+let n = 100;
+let text = configDump(n, n / 2);
+n = Math.round((n * 1_048_576) / Buffer.byteLength(text));
+text = configDump(n, Math.round(n / 2));
+const changedText = configDump(n, Math.round(n / 2), 7);
+if (process.env.BENCH_DUMP_FILE) writeFileSync(process.env.BENCH_DUMP_FILE, text);
+const mb = Buffer.byteLength(text) / 1_048_576;
+console.log(`config dump: ${n} clusters, ${Math.round(n / 2)} listeners, ${mb.toFixed(2)} MB`);
+{
+  const v = validateEnvoyConfig(parseConfigText(text, "dump.json"));
+  if (v.issues.length > 0) throw new Error(`generated dump is invalid: ${JSON.stringify(v.issues.slice(0, 3))}`);
+  const d = diffEnvoyConfigs(JSON.parse(text), JSON.parse(changedText));
+  if (d.changes.length !== 1) throw new Error(`expected one change, got ${d.changes.length}`);
+}
+
+const rawParse = rate("raw: JSON.parse + fromJson(ConfigDump) of 1 MB", () =>
+  fromJson(ConfigDumpSchema, JSON.parse(text) as JsonValue, { registry: envoyTypeRegistry }),
+);
+const validate = rate("validate 1 MB dump (parse, PGV, cross-refs)", () => validateEnvoyConfig(parseConfigText(text, "dump.json")));
+const diff = rate("diff two 1 MB dumps (parse both, canonicalise, compare)", () => diffEnvoyConfigs(JSON.parse(text), JSON.parse(changedText)));
+
+const ms = (perSec: number) => (1000 / perSec).toFixed(1);
+const mbs = (perSec: number, mbPerOp: number) => (perSec * mbPerOp).toFixed(1);
+const md = `## Bootstrap rendering, validation, diff
+\`npm run bench -- envoy\` (${SECONDS} s per figure, Node ${process.versions.node}). Templates compiled once; every render
+parses the rendered JSON into the Bootstrap message, runs the full validator and prints canonical JSON.
+
+| Operation | Rate | Raw limit (same run) | Ratio |
+|---|---|---|---|
+| render sidecar bootstrap (JSON) | ${renderRate.toFixed(0)} /s | JSON.parse + fromJson: ${rawBootstrapRate.toFixed(0)} /s | ${(rawBootstrapRate / renderRate).toFixed(1)}× slower |
+| render sidecar bootstrap (YAML) | ${renderYamlRate.toFixed(0)} /s | | |
+| render pilot bootstrap | ${pilotRate.toFixed(0)} /s | | |
+
+Config dump: ${n} clusters (SDS TLS contexts, 2 endpoints each) and ${Math.round(n / 2)} listeners (HCM with inline routes), ${mb.toFixed(2)} MB of JSON.
+
+| Operation | Time | Throughput | Raw JSON.parse + fromJson | Ratio |
+|---|---|---|---|---|
+| validate (strict parse, PGV rules, cluster/SDS cross-refs) | ${ms(validate)} ms | ${mbs(validate, mb)} MB/s | ${ms(rawParse)} ms (${mbs(rawParse, mb)} MB/s) | ${(rawParse / validate).toFixed(1)}× slower |
+| diff two dumps (one changed field) | ${ms(diff)} ms | ${mbs(diff, 2 * mb)} MB/s of input | ${(2 * 1000 / rawParse).toFixed(1)} ms for both | ${(rawParse / (2 * diff)).toFixed(1)}× slower |
+`;
+writeBenchmarkSection("envoy", md);
+console.log("\n" + md);
