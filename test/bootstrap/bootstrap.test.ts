@@ -226,6 +226,13 @@ test("meshkey bootstrap -o FILE writes a bootstrap that meshkey validate accepts
   assert.is(v.status, 0, v.stdout + v.stderr);
 });
 
+test("meshkey bootstrap: an option the bootstrap cannot use exits 1 naming it", () => {
+  const r = meshkey("bootstrap", "--role", "sidecar", "--node-id", "x", "--xds-address", "nohost");
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /xdsAddress "nohost" is not host:port/);
+  assert.is(r.stdout, "");
+});
+
 test("meshkey bootstrap: a missing --role or a bad --format is a usage error (exit 2)", () => {
   assert.is(meshkey("bootstrap", "--node-id", "x").status, 2);
   const r = meshkey("bootstrap", "--role", "pilot", "--node-id", "x", "--format", "xml");
