@@ -3,7 +3,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { readFileSync } from "node:fs";
 import { equals, toBinary, toJson } from "@bufbuild/protobuf";
-import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { AnySchema, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ConfigSourceSchema } from "../../gen/envoy/config/core/v3/config_source_pb.js";
 import type { Cluster } from "../../gen/envoy/config/cluster/v3/cluster_pb.js";
 import type { Listener } from "../../gen/envoy/config/listener/v3/listener_pb.js";
@@ -71,7 +71,12 @@ test("a sidecar gets an EDS cluster per service port, with mTLS to the destinati
 test("a GRPC port's cluster speaks h2 (ALPN h2, HTTP/2 upstream)", () => {
   const set = translateForNode(modes, { id: "sidecar~10.0.2.1~web-0.permissive~permissive.svc.cluster.local" }, opts);
   const c = cluster(set, "outbound|7070||echo.strict.svc.cluster.local");
-  assert.ok(c.http2ProtocolOptions);
+  const opts2 = c.typedExtensionProtocolOptions["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+  assert.ok(opts2, "typed_extension_protocol_options HttpProtocolOptions");
+  assert.equal(toJson(AnySchema, opts2!, { registry: resourceTypeRegistry }), {
+    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    explicitHttpConfig: { http2ProtocolOptions: {} },
+  });
   assert.equal(upstreamTls(c)!.commonTlsContext!.alpnProtocols, ["h2"]);
 });
 

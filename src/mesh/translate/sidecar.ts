@@ -3,6 +3,8 @@
 // inbound listeners on the workload's own service ports (client certs required)
 // and inbound clusters to the workload.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { anyPack } from "@bufbuild/protobuf/wkt";
+import { HttpProtocolOptionsSchema } from "../../../gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
 import { ClusterSchema, Cluster_DiscoveryType, Cluster_LbPolicy, type Cluster } from "../../../gen/envoy/config/cluster/v3/cluster_pb.js";
 import { TrafficDirection } from "../../../gen/envoy/config/core/v3/base_pb.js";
 import type { FilterChainSchema } from "../../../gen/envoy/config/listener/v3/listener_components_pb.js";
@@ -28,6 +30,21 @@ import { downstreamTlsSocket, upstreamTlsSocket } from "./tls.js";
 
 const CONNECT_TIMEOUT = { seconds: 10n };
 const isHttp = (p: MeshPort) => p.protocol === "HTTP" || p.protocol === "GRPC";
+const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/** HTTP/2 to the upstream (gRPC), the non-deprecated way: typed_extension_protocol_options. */
+function http2Upstream() {
+  return {
+    typedExtensionProtocolOptions: {
+      [HTTP_PROTOCOL_OPTIONS]: anyPack(
+        HttpProtocolOptionsSchema,
+        create(HttpProtocolOptionsSchema, {
+          upstreamProtocolOptions: { case: "explicitHttpConfig", value: { protocolConfig: { case: "http2ProtocolOptions", value: {} } } },
+        }),
+      ),
+    },
+  };
+}
 
 function outboundCluster(mesh: MeshModel, svc: MeshService, port: MeshPort, opts: TranslateOptions): Cluster {
   const cluster = create(ClusterSchema, {
@@ -36,7 +53,7 @@ function outboundCluster(mesh: MeshModel, svc: MeshService, port: MeshPort, opts
     connectTimeout: CONNECT_TIMEOUT,
     lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
     edsClusterConfig: {},
-    ...(port.protocol === "GRPC" ? { http2ProtocolOptions: {} } : {}),
+    ...(port.protocol === "GRPC" ? http2Upstream() : {}),
   });
   cluster.edsClusterConfig!.edsConfig = adsConfigSource;
   if (mtlsModeOf(mesh, svc.namespace) !== "DISABLE") {
@@ -133,7 +150,7 @@ function inbound(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): 
             clusterDiscoveryType: { case: "type", value: Cluster_DiscoveryType.STATIC },
             connectTimeout: CONNECT_TIMEOUT,
             lbPolicy: Cluster_LbPolicy.ROUND_ROBIN,
-            ...(port.protocol === "GRPC" ? { http2ProtocolOptions: {} } : {}),
+            ...(port.protocol === "GRPC" ? http2Upstream() : {}),
             loadAssignment: {
               clusterName,
               endpoints: [{ lbEndpoints: [{ hostIdentifier: { case: "endpoint", value: { address: socketAddress(ep?.address ?? "127.0.0.1", workloadPort) } } }] }],

@@ -10,6 +10,7 @@ import { RouterSchema } from "../../../gen/envoy/extensions/filters/http/router/
 import { TlsInspectorSchema } from "../../../gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector_pb.js";
 import { HttpConnectionManagerSchema } from "../../../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js";
 import { TcpProxySchema } from "../../../gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.js";
+import { HttpProtocolOptionsSchema } from "../../../gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
 import { SecretSchema } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import { DownstreamTlsContextSchema, UpstreamTlsContextSchema } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
 
@@ -26,4 +27,5 @@ export const resourceTypeRegistry = createRegistry(
   UpstreamTlsContextSchema,
   DownstreamTlsContextSchema,
   FileBasedMetadataConfigSchema,
+  HttpProtocolOptionsSchema,
 );
