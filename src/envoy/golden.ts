@@ -16,6 +16,14 @@ export class GoldenMismatchError extends Error {
 
 const touched = new Set<string>();
 
+/** Root types that are written as they are (everything else is a resource, written as an Any). */
+const CONTAINERS = new Set([
+  "google.protobuf.Any",
+  "envoy.config.bootstrap.v3.Bootstrap",
+  "envoy.admin.v3.ConfigDump",
+  "envoy.service.discovery.v3.DiscoveryResponse",
+]);
+
 /** True when UPDATE_GOLDEN=1 (or true) is set. */
 export function updatingGoldens(): boolean {
   return process.env.UPDATE_GOLDEN === "1" || process.env.UPDATE_GOLDEN === "true";
@@ -24,7 +32,12 @@ export function updatingGoldens(): boolean {
 /** Canonical text of a config (message, messages or parsed JSON), as golden files hold it. */
 export function canonicalConfigText(value: unknown): string {
   const parsed = parseEnvoyConfig(value);
-  const json: JsonValue[] = parsed.roots.map((r) => canonicalMessageJson(r.schema, r.message));
+  const json: JsonValue[] = parsed.roots.map((r) => {
+    const j = canonicalMessageJson(r.schema, r.message);
+    // A bare resource message is written in its Any form so that it reads back as one.
+    if (!CONTAINERS.has(r.schema.typeName)) return { "@type": `type.googleapis.com/${r.schema.typeName}`, ...(j as { [k: string]: JsonValue }) };
+    return j;
+  });
   const body = parsed.kind === "resources" && parsed.roots.length !== 1 ? json : json[0] ?? null;
   return `${JSON.stringify(body, null, 2)}\n`;
 }
