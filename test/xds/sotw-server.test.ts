@@ -163,6 +163,21 @@ test("pushes of several types go out CDS → EDS → LDS → RDS (make before br
   assert.equal(order, [TypeUrl.Cluster, TypeUrl.Endpoint, TypeUrl.Listener, TypeUrl.Route]);
 });
 
+test("a CDS push that removes a cluster goes after the other types' updates (break last)", async () => {
+  h.cache.setSnapshot("test-node", snap({ CDS: { old: "1", keep: "1" }, EDS: { keep: "1" }, RDS: { r: "1" } }));
+  const s = h.sotw();
+  for (const [t, names] of [[TypeUrl.Cluster, []], [TypeUrl.Endpoint, ["keep"]], [TypeUrl.Route, ["r"]]] as const) {
+    await s.send(req(t, [...names]));
+    const r = await s.next();
+    await s.send(req(t, [...names], r));
+  }
+  await s.nothing(100);
+  h.cache.setSnapshot("test-node", snap({ CDS: { keep: "2" }, EDS: { keep: "2" }, RDS: { r: "2" } }));
+  const order = [];
+  for (let i = 0; i < 3; i++) order.push((await s.next()).typeUrl);
+  assert.equal(order, [TypeUrl.Endpoint, TypeUrl.Route, TypeUrl.Cluster]);
+});
+
 test("an empty type_url fails the stream with INVALID_ARGUMENT", async () => {
   const s = h.sotw();
   await s.send(req(""));

@@ -63,7 +63,8 @@ export async function* deltaStream(
   const handle = (req: DeltaDiscoveryRequest) => {
     if (!node) {
       node = watchNodeOf(req.node);
-      log = deps.logger.child({ node: node.id });
+      log = deps.logger.child({ node: node.id, protocol: "delta" });
+      log.debug("ADS stream opened");
       tracker.streamOpened(node.id, "delta");
       watcher.openNode(node);
     }
@@ -156,6 +157,7 @@ export async function* deltaStream(
     signal.removeEventListener("abort", onAbort);
     for (const st of states.values()) st.cancel?.();
     if (node) {
+      log.debug("ADS stream closed");
       watcher.closeNode(node.id);
       tracker.streamClosed(node.id);
     }

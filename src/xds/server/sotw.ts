@@ -54,7 +54,8 @@ export async function* sotwStream(
   const handle = (req: DiscoveryRequest) => {
     if (!node) {
       node = watchNodeOf(req.node);
-      log = deps.logger.child({ node: node.id });
+      log = deps.logger.child({ node: node.id, protocol: "sotw" });
+      log.debug("ADS stream opened");
       tracker.streamOpened(node.id, "sotw");
       watcher.openNode(node);
     }
@@ -155,6 +156,7 @@ export async function* sotwStream(
     signal.removeEventListener("abort", onAbort);
     for (const st of states.values()) st.cancel?.();
     if (node) {
+      log.debug("ADS stream closed");
       watcher.closeNode(node.id);
       tracker.streamClosed(node.id);
     }
