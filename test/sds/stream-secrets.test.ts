@@ -5,6 +5,10 @@ import * as assert from "uvu/assert";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { toBinary } from "@bufbuild/protobuf";
+import { DiscoveryRequestSchema } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import {
   ackOf,
   deltaRequest,
@@ -231,6 +235,35 @@ test("a changed root is pushed on every open ROOTCA stream", async () => {
     }
   } finally {
     await local.close();
+  }
+});
+
+test("secrets go out uncompressed on the local socket, although the client accepts gzip", async () => {
+  // A raw HTTP/2 gRPC call, to see the response headers grpc-js hides.
+  const session = http2.connect("http://localhost", { createConnection: () => net.connect(env.socketPath) });
+  try {
+    const body = toBinary(DiscoveryRequestSchema, sotwRequest(["default"]));
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    frame.set(body, 5);
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets",
+      "content-type": "application/grpc",
+      te: "trailers",
+      "grpc-accept-encoding": "gzip",
+      "istio_sds_credentials_header-bin": Buffer.from(token).toString("base64"),
+    });
+    req.write(frame);
+    const [headers, first] = await Promise.all([
+      new Promise<http2.IncomingHttpHeaders>((r) => req.once("response", r)),
+      new Promise<Buffer>((r) => req.once("data", r)),
+    ]);
+    assert.is(headers[":status"], 200);
+    assert.is(first[0], 0, "the message's compressed flag is off");
+    req.close();
+  } finally {
+    session.close();
   }
 });
 
