@@ -225,6 +225,16 @@ test("the consistency check names what a resource refers to that does not exist"
   assert.ok(problems.some((p) => p.includes("EDS load assignment")), problems.join("\n"));
 });
 
+test("a sidecar on the outbound bind address keeps its inbound listener; the clashing outbound one is left out", () => {
+  const mesh = parseMesh("services:\n  - name: web\n    namespace: foo\n    ports: [{port: 8000, protocol: HTTP}]\n    endpoints: [{address: 127.0.0.1, port: 18000}]\n");
+  const set = translateForNode(mesh, { id: "sidecar~127.0.0.1~web-0.foo~foo.svc.cluster.local" }, opts);
+  assert.equal(set.listeners.map((l) => l.name), ["inbound_127.0.0.1_8000"]);
+  assert.equal(checkConsistency(set), []);
+  const clash = { ...set, listeners: [...set.listeners, ...translateForNode(mesh, { id: "sidecar~10.9.9.9~x-0.bar~bar.svc.cluster.local" }, opts).listeners] };
+  clash.listeners.push({ ...set.listeners[0]!, name: "dup" });
+  assert.ok(checkConsistency(clash).some((p) => p.includes("both bind 127.0.0.1:8000")));
+});
+
 test("translation is pure: same input, equal output, the model untouched", () => {
   const before = JSON.stringify(modes);
   const a = translateForNode(modes, proxyless, opts);

@@ -6,6 +6,7 @@ import type { SdsSecretConfig } from "../../../gen/envoy/extensions/transport_so
 import { SECRET_DEFAULT, SECRET_ROOTCA } from "./config-sources.js";
 import type { ResourceSet } from "./resource-set.js";
 import { resourceTypeRegistry } from "./type-registry.js";
+import { listenerAddress } from "./sidecar.js";
 
 export interface References {
   routes: Set<string>;
@@ -72,5 +73,13 @@ export function checkConsistency(set: ResourceSet): string[] {
   for (const c of refs.clusters) if (!clusters.has(c)) problems.push(`cluster "${c}" is referenced but missing`);
   for (const c of refs.edsClusters) if (!assignments.has(c)) problems.push(`EDS load assignment "${c}" is referenced but missing`);
   for (const s of refs.secrets) if (!servableSecret(s)) problems.push(`SDS secret "${s}" cannot be served`);
+  const bound = new Map<string, string>();
+  for (const l of set.listeners) {
+    const a = listenerAddress(l);
+    if (a === "") continue;
+    const other = bound.get(a);
+    if (other !== undefined) problems.push(`listeners "${other}" and "${l.name}" both bind ${a}`);
+    bound.set(a, l.name);
+  }
   return problems;
 }

@@ -211,6 +211,12 @@ function inbound(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): 
   return { listeners, clusters: [...clusters.values()] };
 }
 
+/** "ip:port" of a listener bound to a socket address ("" otherwise). */
+export function listenerAddress(l: Listener): string {
+  const a = l.address?.address;
+  return a?.case === "socketAddress" ? `${a.value.address}:${a.value.portSpecifier.value ?? ""}` : "";
+}
+
 export function translateSidecar(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): ResourceSet {
   const bind = opts.outboundBindAddress ?? "127.0.0.1";
   const clusters: Cluster[] = [];
@@ -223,10 +229,13 @@ export function translateSidecar(mesh: MeshModel, id: SidecarIdentity, opts: Tra
     }
   }
   const inb = inbound(mesh, id, opts);
+  // An inbound listener owns its address: an outbound one on the same ip:port is left out.
+  const taken = new Set(inb.listeners.map(listenerAddress));
+  const outbound = outboundListeners(mesh, bind).filter((l) => !taken.has(listenerAddress(l)));
   return {
     clusters: byName([...clusters, ...inb.clusters]),
     endpoints: endpoints.sort((a, b) => (a.clusterName < b.clusterName ? -1 : 1)),
-    listeners: byName([...outboundListeners(mesh, bind), ...inb.listeners]),
+    listeners: byName([...outbound, ...inb.listeners]),
     routes: byName(outboundRoutes(mesh, id.namespace)),
   };
 }
