@@ -217,6 +217,18 @@ test("DeltaSecrets: a resource the client already has (initial_resource_versions
   again.close();
 });
 
+test("DeltaSecrets: a NACKed version is not resent, a newer one is", async () => {
+  const d = env.client.delta({ kind: "header", token });
+  d.send(deltaRequest({ resourceNamesSubscribe: ["default"] }));
+  const r1 = await d.next();
+  d.send(deltaRequest({ responseNonce: r1.nonce, errorDetail: { code: 3, message: "rejected" } }));
+  assert.is(await d.nextOrUndefined(400), undefined);
+  await env.cache.rotate(SPIFFE);
+  const r2 = await d.next();
+  assert.is.not(r2.resources[0]!.version, r1.resources[0]!.version);
+  d.close();
+});
+
 test("a changed root is pushed on every open ROOTCA stream", async () => {
   let root = env.ca.rootCertPem;
   const local = await startAgent({ cache: { rootCertPem: () => root } });
