@@ -7,7 +7,7 @@
 import { equals, type DescMessage, type Message } from "@bufbuild/protobuf";
 import type { Bootstrap } from "../../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
 import { ConfigSourceSchema, type ConfigSource } from "../../gen/envoy/config/core/v3/config_source_pb.js";
-import { configResources, detectConfigKind, parseEnvoyConfig, type EnvoyConfigKind, type ParsedEnvoyConfig } from "./envoy-config.js";
+import { detectConfigKind, parseEnvoyConfig, type EnvoyConfigKind, type ParsedEnvoyConfig } from "./envoy-config.js";
 import { indexPath, joinPath, type ValidationIssue } from "./issue-path.js";
 import { ConfigSchemaError } from "./parse-message-json.js";
 import { validateTree } from "./validate-message.js";
@@ -37,12 +37,17 @@ interface SdsUse {
 class References {
   readonly clusterRefs: ClusterRef[] = [];
   readonly sdsUses: SdsUse[] = [];
+  /** Every Cluster met in the walk (Any payloads included), with its path. */
+  readonly clusters: { name: string; path: string }[] = [];
   /** Paths of RouteConfigurations with validate_clusters: false (their routes are not checked). */
   readonly unvalidatedRouteConfigs: string[] = [];
 
   readonly visit = (schema: DescMessage, msg: Message, path: string): void => {
     const m = msg as unknown as Record<string, unknown>;
     switch (schema.typeName) {
+      case "envoy.config.cluster.v3.Cluster":
+        this.clusters.push({ name: m.name as string, path });
+        break;
       case "envoy.config.route.v3.RouteConfiguration":
         if (m.validateClusters === false) this.unvalidatedRouteConfigs.push(path);
         break;
@@ -70,7 +75,10 @@ class References {
 }
 
 function checkClusterRefs(parsed: ParsedEnvoyConfig, refs: References, out: ValidationIssue[]): void {
-  const clusters = configResources(parsed).filter((r) => r.type === "Cluster");
+  // Clusters in use: a bootstrap's static ones; in a dump, all but rejected updates.
+  const clusters = refs.clusters.filter((c) =>
+    parsed.kind === "bootstrap" ? c.path.startsWith("static_resources.clusters[") : !/(^|\.)error_state\./.test(c.path),
+  );
   const names = new Set(clusters.map((c) => c.name));
   let scope: string;
   let checkRoutes = true;
