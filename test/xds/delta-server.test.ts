@@ -2,6 +2,7 @@
 // initial_resource_versions, subscribe / unsubscribe, wildcard, removals last.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { DeltaDiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { node, snap, startHarness, TypeUrl, type Harness } from "./helpers/ads-client.js";
 
@@ -114,6 +115,14 @@ test("unsubscribing from the wildcard keeps only the named resources", async () 
   h.cache.setSnapshot("test-node", snap({ LDS: { a: "2", b: "2" } }));
   assert.equal(names(await s.next()), ["a"]);
   await s.nothing(150);
+});
+
+test("an empty type_url fails a delta stream with INVALID_ARGUMENT", async () => {
+  const s = h.delta();
+  await s.send({ node: node(), typeUrl: "" });
+  const err = await s.failure();
+  assert.instance(err, ConnectError);
+  assert.is((err as ConnectError).code, Code.InvalidArgument);
 });
 
 test.run();

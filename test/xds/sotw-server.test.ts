@@ -6,9 +6,11 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { pino } from "pino";
+import { Registry } from "prom-client";
 import { DiscoveryRequestSchema, type DiscoveryRequest, type DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { ConfigStatus } from "../../gen/envoy/service/status/v3/csds_pb.js";
 import { createSnapshotCache, createSyncTracker } from "../../src/xds/index.js";
+import { startHarness as startOwnHarness } from "./helpers/ads-client.js";
 import { sotwStream } from "../../src/xds/server/sotw.js";
 import { namesOf, node, snap, startHarness, TypeUrl, type Harness } from "./helpers/ads-client.js";
 
@@ -224,6 +226,25 @@ test("CSDS reports SYNCED after an ACK and ERROR with the message after a NACK",
   assert.is(byName.get("l")!.configStatus, ConfigStatus.ERROR);
   assert.is(byName.get("l")!.errorState?.details, "listener l rejected");
   assert.ok(byName.get("a")!.xdsConfig!.typeUrl.endsWith("Cluster"));
+});
+
+test("pushes, ACKs, NACKs and open streams are counted on the given metrics registry", async () => {
+  const registry = new Registry();
+  const own = await startOwnHarness(createSnapshotCache(), registry);
+  try {
+    own.cache.setSnapshot("test-node", snap({ CDS: { a: "1" } }));
+    const s = own.sotw();
+    await s.send(req(TypeUrl.Cluster));
+    const r1 = await s.next();
+    await s.send(req(TypeUrl.Cluster, [], r1, { errorDetail: { code: 3, message: "no" } }));
+    await s.nothing(100);
+    const text = await registry.metrics();
+    assert.match(text, /meshkey_xds_pushes_total\{type="CDS"\} 1/);
+    assert.match(text, /meshkey_xds_nacks_total\{type="CDS"\} 1/);
+    assert.match(text, /meshkey_xds_streams\{protocol="sotw"\} 1/);
+  } finally {
+    await own.close();
+  }
 });
 
 test.run();

@@ -4,6 +4,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Registry } from "prom-client";
 import { ClusterSchema } from "../../../gen/envoy/config/cluster/v3/cluster_pb.js";
 import { ClusterLoadAssignmentSchema } from "../../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
 import { ListenerSchema } from "../../../gen/envoy/config/listener/v3/listener_pb.js";
@@ -104,8 +105,8 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(cache: SnapshotCache = createSnapshotCache()): Promise<Harness> {
-  const server = await startXdsServer({ listen: { host: "127.0.0.1", port: 0 }, cache });
+export async function startHarness(cache: SnapshotCache = createSnapshotCache(), registry?: Registry): Promise<Harness> {
+  const server = await startXdsServer({ listen: { host: "127.0.0.1", port: 0 }, cache, ...(registry ? { registry } : {}) });
   const transport = createGrpcTransport({ baseUrl: `http://${server.address}` });
   const ads = createClient(AggregatedDiscoveryService, transport);
   const csds = createClient(ClientStatusDiscoveryService, transport);
