@@ -249,6 +249,35 @@ for (const [where, connect, path] of oversizedTargets) {
   });
 }
 
+test("every stream and watch is released once the attackers hang up, and memory returns near baseline", async () => {
+  const gauge = async (name: string) => {
+    const text = await meshkey.registry.metrics();
+    return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))].reduce((a, m) => a + Number(m[1]), 0);
+  };
+  let open = Infinity;
+  for (let i = 0; i < 60 && open > 0; i++) {
+    open = (await gauge("meshkey_sds_active_streams")) + (await gauge("meshkey_xds_streams"));
+    if (open > 0) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.is(open, 0, "streams still open after every client left");
+  const { setFlagsFromString } = await import("node:v8");
+  const { runInNewContext } = await import("node:vm");
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const ads = adsClient();
+  for (let i = 0; i < 200; i++) {
+    await drive<SotwInit, unknown>((input, signal) => ads.streamAggregatedResources(input, { signal }), [
+      { node: { id: `sidecar~127.0.0.1~sleep-${i}.foo~foo.svc.cluster.local` }, typeUrl: TYPES[1]! },
+    ]);
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  gc();
+  const grown = process.memoryUsage().heapUsed - before;
+  assert.ok(grown < 16 * 1024 * 1024, `heap grew by ${(grown / 1048576).toFixed(1)} MiB after 200 short-lived ADS streams`);
+});
+
 test("no unhandled rejection happened while under attack", () => {
   assert.equal(unhandled.map(String), []);
 });
