@@ -9,6 +9,8 @@ import * as grpc from "@grpc/grpc-js";
 import { ClusterSchema, type Cluster } from "../../gen/envoy/config/cluster/v3/cluster_pb.js";
 import { ConfigSourceSchema } from "../../gen/envoy/config/core/v3/config_source_pb.js";
 import { ListenerSchema, type Listener } from "../../gen/envoy/config/listener/v3/listener_pb.js";
+import { ClusterLoadAssignmentSchema } from "../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
+import { RouteConfigurationSchema } from "../../gen/envoy/config/route/v3/route_pb.js";
 import {
   DiscoveryRequestSchema,
   DiscoveryResponseSchema,
@@ -40,16 +42,16 @@ let client: grpc.Client;
 let call: grpc.ClientDuplexStream<MessageInitShape<typeof DiscoveryRequestSchema>, DiscoveryResponse>;
 const responses: DiscoveryResponse[] = [];
 
-async function ask(typeUrl: string): Promise<DiscoveryResponse> {
+async function ask(typeUrl: string, resourceNames: string[] = []): Promise<DiscoveryResponse> {
   const before = responses.length;
-  call.write({ node: { id: NODE, cluster: "sleep.foo" }, typeUrl });
+  call.write({ node: { id: NODE, cluster: "sleep.foo" }, typeUrl, resourceNames });
   const end = Date.now() + 5000;
   while (responses.length === before) {
     if (Date.now() > end) throw new Error(`no ${typeUrl} response`);
     await new Promise((r) => setTimeout(r, 10));
   }
   const r = responses[before]!;
-  call.write({ typeUrl, versionInfo: r.versionInfo, responseNonce: r.nonce });
+  call.write({ typeUrl, versionInfo: r.versionInfo, responseNonce: r.nonce, resourceNames });
   return r;
 }
 
@@ -120,10 +122,26 @@ test("the sidecar's inbound listener for sleep (port 80) requires client certifi
   assert.is(down.commonTlsContext!.tlsCertificateSdsSecretConfigs[0]!.name, "default");
 });
 
+test("like Envoy warming, every EDS and RDS name the clusters and listeners refer to is served", async () => {
+  const edsNames = clusters.filter((c) => c.clusterDiscoveryType.case === "type" && c.clusterDiscoveryType.value === 3).map((c) => c.name);
+  const eds = (await ask(TypeUrl.Endpoint, edsNames)).resources.map((a) => fromBinary(ClusterLoadAssignmentSchema, a.value));
+  assert.equal(eds.map((e) => e.clusterName).sort(), [...edsNames].sort());
+  // A sidecar's callers connect to the destination sidecar's inbound listener: the endpoint IP, the service port.
+  const httpbinFoo = eds.find((e) => e.clusterName === "outbound|8000||httpbin.foo.svc.cluster.local")!;
+  const sa = httpbinFoo.endpoints[0]!.lbEndpoints[0]!.hostIdentifier;
+  assert.is(sa.case, "endpoint");
+  if (sa.case === "endpoint" && sa.value.address?.address.case === "socketAddress") {
+    assert.equal([sa.value.address.address.value.address, sa.value.address.address.value.portSpecifier.value], ["127.0.1.1", 8000]);
+  }
+  const rdsNames = [...collectReferences({ clusters: [], endpoints: [], listeners, routes: [] }).routes];
+  const rds = (await ask(TypeUrl.Route, rdsNames)).resources.map((a) => fromBinary(RouteConfigurationSchema, a.value));
+  assert.equal(rds.map((r) => r.name).sort(), [...rdsNames].sort());
+});
+
 test("the node's ACKs show up in the sync status", async () => {
   await new Promise((r) => setTimeout(r, 100));
   const st = server.syncStatus().find((n) => n.nodeId === NODE)!;
-  assert.equal(st.types.map((t) => [t.type, t.synced]), [["CDS", true], ["LDS", true]]);
+  assert.equal(st.types.map((t) => [t.type, t.synced]), [["CDS", true], ["EDS", true], ["LDS", true], ["RDS", true]]);
 });
 
 test.run();

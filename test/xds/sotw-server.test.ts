@@ -8,7 +8,7 @@ import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { DiscoveryRequestSchema, type DiscoveryRequest, type DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
-import { ConfigStatus } from "../../gen/envoy/service/status/v3/csds_pb.js";
+import { ConfigStatus, type ClientStatusRequestSchema, type ClientStatusResponse } from "../../gen/envoy/service/status/v3/csds_pb.js";
 import { createSnapshotCache, createSyncTracker } from "../../src/xds/index.js";
 import { startHarness as startOwnHarness } from "./helpers/ads-client.js";
 import { sotwStream } from "../../src/xds/server/sotw.js";
@@ -226,6 +226,27 @@ test("CSDS reports SYNCED after an ACK and ERROR with the message after a NACK",
   assert.is(byName.get("l")!.configStatus, ConfigStatus.ERROR);
   assert.is(byName.get("l")!.errorState?.details, "listener l rejected");
   assert.ok(byName.get("a")!.xdsConfig!.typeUrl.endsWith("Cluster"));
+});
+
+test("CSDS streaming answers each request; a node filter selects one node", async () => {
+  h.cache.setSnapshot("test-node", snap({ CDS: { a: "1" } }));
+  h.cache.setSnapshot("other", snap({ CDS: { b: "1" } }));
+  const s1 = h.sotw();
+  await s1.send(req(TypeUrl.Cluster));
+  await s1.next();
+  const s2 = h.sotw();
+  await s2.send({ node: { id: "other" }, typeUrl: TypeUrl.Cluster });
+  await s2.next();
+  const input = createWritableIterable<MessageInitShape<typeof ClientStatusRequestSchema>>();
+  const it = h.csds.streamClientStatus(input)[Symbol.asyncIterator]();
+  void input.write({});
+  const all = (await it.next()).value as ClientStatusResponse;
+  assert.equal(all.config.map((c) => c.node?.id), ["other", "test-node"]);
+  void input.write({ node: { id: "other" } });
+  const one = (await it.next()).value as ClientStatusResponse;
+  assert.equal(one.config.map((c) => [c.node?.id, c.genericXdsConfigs.map((g) => [g.name, g.configStatus])]), [["other", [["b", ConfigStatus.STALE]]]]);
+  input.close();
+  await it.next();
 });
 
 test("pushes, ACKs, NACKs and open streams are counted on the given metrics registry", async () => {
