@@ -1,7 +1,8 @@
 // ADS control plane: a snapshot cache (no gRPC), SotW + delta ADS and CSDS servers
 // (no resource contents), and the mesh controller that joins them to src/mesh.
 export { createSnapshotCache, type SnapshotCache, type SnapshotCacheOptions } from "./cache/snapshot-cache.js";
-export { createSnapshot, cacheResource, type Snapshot, type TypeSnapshot, type CachedResource } from "./cache/snapshot.js";
+export { createSnapshot, cacheResource, type Snapshot, type TypeSnapshot, type CachedResource, type ResourceRef } from "./cache/snapshot.js";
+export { snapshotConsistency } from "./cache/consistency.js";
 export type {
   ConfigWatcher,
   WatchNode,

@@ -19,6 +19,7 @@ import {
 } from "../mesh/index.js";
 import type { SnapshotCache } from "./cache/snapshot-cache.js";
 import type { Snapshot } from "./cache/snapshot.js";
+import { snapshotConsistency } from "./cache/consistency.js";
 import { snapshotFromResources, snapshotToJson } from "./resource/resource-snapshot.js";
 
 export interface MeshControllerOptions {
@@ -71,6 +72,8 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
       const problems = checkConsistency(set);
       if (problems.length > 0) throw new MeshRejectedError(`node ${node.id}: ${problems.join("; ")}`);
       snap = snapshotFromResources(set);
+      const dangling = snapshotConsistency(snap);
+      if (dangling.length > 0) throw new MeshRejectedError(`node ${node.id}: ${dangling.join("; ")}`);
       table.set(key, snap);
     }
     return snap;

@@ -13,6 +13,13 @@ export interface CachedResource {
   readonly version: string;
   /** The resource packed once; the same object goes into every response. */
   readonly any: Any;
+  /** Resources of other types this one needs (an EDS cluster's load assignment, a listener's routes). */
+  readonly references: readonly ResourceRef[];
+}
+
+export interface ResourceRef {
+  typeUrl: string;
+  name: string;
 }
 
 export interface TypeSnapshot {
@@ -36,10 +43,15 @@ function hash(data: Uint8Array | string): string {
 }
 
 /** Packs one resource (deterministic encoding) and computes its version. */
-export function cacheResource<Desc extends DescMessage>(schema: Desc, name: string, message: MessageShape<Desc>): CachedResource {
+export function cacheResource<Desc extends DescMessage>(
+  schema: Desc,
+  name: string,
+  message: MessageShape<Desc>,
+  references: readonly ResourceRef[] = [],
+): CachedResource {
   const value = toBinary(schema, message);
   const typeUrl = `type.googleapis.com/${schema.typeName}`;
-  return { name, typeUrl, version: hash(value), any: create(AnySchema, { typeUrl, value }) };
+  return { name, typeUrl, version: hash(value), any: create(AnySchema, { typeUrl, value }), references };
 }
 
 /** Builds a snapshot from already cached resources, grouped by their type URL. */

@@ -6,16 +6,27 @@ import { ClusterSchema } from "../../../gen/envoy/config/cluster/v3/cluster_pb.j
 import { ClusterLoadAssignmentSchema } from "../../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
 import { ListenerSchema } from "../../../gen/envoy/config/listener/v3/listener_pb.js";
 import { RouteConfigurationSchema } from "../../../gen/envoy/config/route/v3/route_pb.js";
-import { resourceTypeRegistry, type ResourceSet } from "../../mesh/index.js";
-import { cacheResource, createSnapshot, type Snapshot } from "../cache/snapshot.js";
+import { collectReferences, resourceTypeRegistry, type ResourceSet } from "../../mesh/index.js";
+import { cacheResource, createSnapshot, type ResourceRef, type Snapshot } from "../cache/snapshot.js";
 import { PUSH_ORDER, TypeUrl } from "./type-urls.js";
+
+const EMPTY: ResourceSet = { clusters: [], endpoints: [], listeners: [], routes: [] };
+
+/** The EDS and RDS names one resource needs, as snapshot references. */
+function refsOf(one: Partial<ResourceSet>): ResourceRef[] {
+  const refs = collectReferences({ ...EMPTY, ...one });
+  return [
+    ...[...refs.edsClusters].map((name) => ({ typeUrl: TypeUrl.Endpoint, name })),
+    ...[...refs.routes].map((name) => ({ typeUrl: TypeUrl.Route, name })),
+  ];
+}
 
 export function snapshotFromResources(set: ResourceSet): Snapshot {
   return createSnapshot(
     [
-      ...set.clusters.map((c) => cacheResource(ClusterSchema, c.name, c)),
+      ...set.clusters.map((c) => cacheResource(ClusterSchema, c.name, c, refsOf({ clusters: [c] }))),
       ...set.endpoints.map((e) => cacheResource(ClusterLoadAssignmentSchema, e.clusterName, e)),
-      ...set.listeners.map((l) => cacheResource(ListenerSchema, l.name, l)),
+      ...set.listeners.map((l) => cacheResource(ListenerSchema, l.name, l, refsOf({ listeners: [l] }))),
       ...set.routes.map((r) => cacheResource(RouteConfigurationSchema, r.name, r)),
     ],
     [TypeUrl.Cluster, TypeUrl.Endpoint, TypeUrl.Listener, TypeUrl.Route],
