@@ -482,6 +482,13 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
     const watcher: Watcher = { name, kind, callbacks };
     entry.watchers.add(watcher);
     ensure(entry, kind);
+    if (entry.cert && entry.rotationDue && tokenExpired(entry)) {
+      // Renewal is waiting for a fresh token and this stream brought the expired one (accepted
+      // within the verifier's leeway): send it back too, until Envoy's file holds a new token.
+      setImmediate(() => {
+        if (entry.watchers.has(watcher)) callbacks.onRevoked("workload token expired; reconnect with a fresh token");
+      });
+    }
     let cancelled = false;
     return {
       name,

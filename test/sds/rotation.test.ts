@@ -4,7 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as grpc from "@grpc/grpc-js";
 import { CaProviderError } from "../../src/sds/index.js";
-import { ackOf, metricValue, openssl, pemBlocks, secretsOf, sleep, sotwRequest, startAgent, tlsOf, type AgentEnv } from "./sds-harness.js";
+import { ackOf, createTokenSigner, metricValue, openssl, pemBlocks, secretsOf, sleep, sotwRequest, startAgent, tlsOf, type AgentEnv } from "./sds-harness.js";
 import type { DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 
 const envs: AgentEnv[] = [];
@@ -66,6 +66,31 @@ test("a token that expired by rotation time ends the streams with UNAUTHENTICATE
   }
   assert.is.not(leafOf(r).serial, leafOf(r1).serial);
   again.close();
+});
+
+test("reconnecting with the same expired token (inside the verifier's leeway) is sent back until a fresh one comes", async () => {
+  const env = await agent({ certTtlSeconds: 6, signer: await createTokenSigner({ leewaySeconds: 60 }) });
+  const shortToken = await env.signer.mint("foo", "httpbin", { expOffsetSeconds: 2 });
+  const s = env.client.stream({ kind: "header", token: shortToken });
+  s.send(sotwRequest(["default"]));
+  const r1 = await s.next();
+  s.send(ackOf(r1, ["default"]));
+  assert.is((await s.status).code, grpc.status.UNAUTHENTICATED);
+  const stale = env.client.stream({ kind: "header", token: shortToken });
+  stale.send(sotwRequest(["default"]));
+  const st = await Promise.race([stale.status, sleep(3_000).then(() => ({ code: -1, details: "still open" }))]);
+  assert.is(st.code, grpc.status.UNAUTHENTICATED, st.details);
+  assert.match(st.details, /expired/);
+  stale.close();
+  const fresh = env.client.stream({ kind: "header", token: await env.signer.mint("foo", "httpbin") });
+  fresh.send(sotwRequest(["default"]));
+  let r = await fresh.next();
+  if (leafOf(r).serial === leafOf(r1).serial) {
+    fresh.send(ackOf(r, ["default"]));
+    r = await fresh.next();
+  }
+  assert.is.not(leafOf(r).serial, leafOf(r1).serial);
+  fresh.close();
 });
 
 test("a newer token on any stream replaces the cached one: no disconnection at rotation", async () => {

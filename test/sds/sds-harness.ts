@@ -257,11 +257,11 @@ export interface TokenSigner {
   unsigned(ns: string, sa: string): string;
 }
 
-export async function createTokenSigner(): Promise<TokenSigner> {
+export async function createTokenSigner(opts: { leewaySeconds?: number } = {}): Promise<TokenSigner> {
   const { privateKey, publicKey } = await generateKeyPair("ES256");
   const other = await generateKeyPair("ES256");
   const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256", use: "sig" };
-  const authenticator = createJwtAuthenticator({ jwks: { keys: { keys: [jwk] } }, issuer: TEST_ISSUER, leewaySeconds: 0 });
+  const authenticator = createJwtAuthenticator({ jwks: { keys: { keys: [jwk] } }, issuer: TEST_ISSUER, leewaySeconds: opts.leewaySeconds ?? 0 });
   const claims = (ns: string, sa: string): JWTPayload => ({
     "kubernetes.io": { namespace: ns, serviceaccount: { name: sa, uid: "u" } },
   });
