@@ -23,20 +23,29 @@ export class DerError extends Error {
   override name = "DerError";
 }
 
-function lengthBytes(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  if (n < 0x100) return Buffer.from([0x81, n]);
-  if (n < 0x10000) return Buffer.from([0x82, n >> 8, n & 0xff]);
-  if (n < 0x1000000) return Buffer.from([0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
-  return Buffer.from([0x84, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
+function headerSize(len: number): number {
+  return len < 0x80 ? 2 : len < 0x100 ? 3 : len < 0x10000 ? 4 : len < 0x1000000 ? 5 : 6;
 }
 
-/** One TLV with the given tag around already-encoded content parts. */
+/** One TLV with the given tag around already-encoded content parts (one allocation). */
 export function tlv(tag: number, ...parts: Buffer[]): Buffer {
   let len = 0;
   for (const p of parts) len += p.length;
-  const head = lengthBytes(len);
-  return Buffer.concat([Buffer.from([tag]), head, ...parts], 1 + head.length + len);
+  const head = headerSize(len);
+  const out = Buffer.allocUnsafe(head + len);
+  out[0] = tag;
+  if (head === 2) out[1] = len;
+  else {
+    const n = head - 2;
+    out[1] = 0x80 | n;
+    for (let i = 0; i < n; i++) out[2 + i] = (len >>> (8 * (n - 1 - i))) & 0xff;
+  }
+  let off = head;
+  for (const p of parts) {
+    p.copy(out, off);
+    off += p.length;
+  }
+  return out;
 }
 
 export const sequence = (...parts: Buffer[]) => tlv(TAG.sequence, ...parts);

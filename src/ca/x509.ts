@@ -36,6 +36,10 @@ export const OID = {
   sha384WithRsa: "1.2.840.113549.1.1.12",
   sha512WithRsa: "1.2.840.113549.1.1.13",
   ed25519: "1.3.101.112",
+  ecPublicKey: "1.2.840.10045.2.1",
+  prime256v1: "1.2.840.10045.3.1.7",
+  secp384r1: "1.3.132.0.34",
+  rsaEncryption: "1.2.840.113549.1.1.1",
   organization: "2.5.4.10",
   commonName: "2.5.4.3",
   subjectKeyIdentifier: "2.5.29.14",
@@ -153,9 +157,18 @@ export function keyIdentifier(spki: Buffer): Buffer {
   return crypto.createHash("sha1").update(readBitStringBytes(spki, expectTag(pk, TAG.bitString, "subjectPublicKey"))).digest();
 }
 
-/** 128 random bits as a positive INTEGER magnitude. */
+const serialPool = Buffer.alloc(16 * 256);
+let serialOffset = serialPool.length;
+
+/** 128 random bits as a positive INTEGER magnitude (drawn from a pooled CSPRNG buffer). */
 export function randomSerial(): Buffer {
-  const b = crypto.randomBytes(16);
+  if (serialOffset >= serialPool.length) {
+    crypto.randomFillSync(serialPool);
+    serialOffset = 0;
+  }
+  const b = Buffer.from(serialPool.subarray(serialOffset, serialOffset + 16));
+  serialPool.fill(0, serialOffset, serialOffset + 16);
+  serialOffset += 16;
   if (b[0] === 0) b[0] = 1; // keep 128 bits significant and the encoding minimal
   return b;
 }
@@ -300,7 +313,7 @@ export function verifyCsr(csr: ParsedCsr): crypto.KeyObject {
   if (hash === undefined) throw new Error(`unsupported CSR signature algorithm ${csr.signatureAlgorithm}`);
   let key: crypto.KeyObject;
   try {
-    key = crypto.createPublicKey({ key: csr.spki, format: "der", type: "spki" });
+    key = publicKeyFromSpki(csr.spki);
   } catch (err) {
     throw new Error(`CSR public key cannot be read: ${(err as Error).message}`);
   }
@@ -319,6 +332,54 @@ export function verifyCsr(csr: ParsedCsr): crypto.KeyObject {
   }
   if (!ok) throw new Error("CSR signature does not verify with the CSR's public key");
   return key;
+}
+
+const EC_CURVES: Record<string, { crv: string; size: number }> = {
+  [OID.prime256v1]: { crv: "P-256", size: 32 },
+  [OID.secp384r1]: { crv: "P-384", size: 48 },
+};
+
+/**
+ * A public KeyObject from SubjectPublicKeyInfo DER. OpenSSL 3's generic SPKI
+ * decoder costs ~110 µs per key; EC points go through JWK and RSA keys through
+ * PKCS#1, which are several times cheaper. Anything else takes the generic path.
+ */
+export function publicKeyFromSpki(spki: Buffer): crypto.KeyObject {
+  const top = expectTag(readNode(spki), TAG.sequence, "subjectPublicKeyInfo");
+  if (top.end !== spki.length) throw new DerError("trailing bytes after subjectPublicKeyInfo");
+  const [algN, keyN] = children(spki, top);
+  const alg = children(spki, expectTag(algN, TAG.sequence, "algorithm"));
+  const algOid = readOid(spki, expectTag(alg[0], TAG.oid, "algorithm"));
+  const bits = readBitStringBytes(spki, expectTag(keyN, TAG.bitString, "subjectPublicKey"));
+  if (algOid === OID.ecPublicKey && alg[1]?.tag === TAG.oid) {
+    const curve = EC_CURVES[readOid(spki, alg[1])];
+    if (curve && bits.length === 1 + 2 * curve.size && bits[0] === 0x04) {
+      const x = bits.subarray(1, 1 + curve.size).toString("base64url");
+      const y = bits.subarray(1 + curve.size).toString("base64url");
+      return crypto.createPublicKey({ key: { kty: "EC", crv: curve.crv, x, y }, format: "jwk" });
+    }
+  }
+  if (algOid === OID.rsaEncryption) return crypto.createPublicKey({ key: bits, format: "der", type: "pkcs1" });
+  return crypto.createPublicKey({ key: spki, format: "der", type: "spki" });
+}
+
+const P256_SPKI_PREFIX = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex");
+const P256_PKCS8_PREFIX = Buffer.from("308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420", "hex");
+
+/**
+ * SPKI DER and PKCS#8 DER of a P-256 private key, built from its JWK export
+ * (~5 µs, against ~200 µs for OpenSSL's DER/PEM encoders).
+ */
+export function p256KeyEncodings(privateKey: crypto.KeyObject): { spki: Buffer; pkcs8: Buffer } {
+  const jwk = privateKey.export({ format: "jwk" });
+  const d = Buffer.from(jwk.d!, "base64url");
+  const x = Buffer.from(jwk.x!, "base64url");
+  const y = Buffer.from(jwk.y!, "base64url");
+  if (jwk.crv !== "P-256" || d.length !== 32 || x.length !== 32 || y.length !== 32) throw new Error("not a P-256 key");
+  const spki = Buffer.concat([P256_SPKI_PREFIX, x, y]);
+  // ECPrivateKey { version 1, privateKey d, [1] publicKey } inside PKCS#8 (RFC 5915, RFC 5208)
+  const pkcs8 = Buffer.concat([P256_PKCS8_PREFIX, d, Buffer.from("a144034200", "hex"), Buffer.from([0x04]), x, y]);
+  return { spki, pkcs8 };
 }
 
 /** Workload keys the CA accepts: EC P-256/P-384, RSA 2048–8192, Ed25519. */

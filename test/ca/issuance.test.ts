@@ -12,6 +12,8 @@ import {
   type CertificateAuthority,
   type KeyType,
 } from "../../src/ca/index.js";
+import { toPem } from "../../src/ca/der.js";
+import { buildCsr, signingKeyOf } from "../../src/ca/x509.js";
 import { openssl, tempDir, verifyChain, writeIn } from "./helpers.js";
 
 const dir = tempDir();
@@ -219,11 +221,46 @@ for (const keyType of ["ec-p256", "rsa-2048"] as const) {
     assert.match(r.out, /verify OK/);
     assert.match(r.out, keyType === "ec-p256" ? /prime256v1|P-256/ : /Public-Key: \(2048 bit\)/);
     assert.match(r.out, /Subject: *\n/);
+    const check = openssl(["pkey", "-check", "-noout"], privateKeyPem);
+    assert.is(check.status, 0, check.out);
     const csrKey = new x509.Pkcs10CertificateRequest(csrPem).publicKey.rawData;
     const spki = crypto.createPublicKey(privateKeyPem).export({ format: "der", type: "spki" });
     assert.ok(Buffer.from(csrKey).equals(spki));
   });
 }
+
+for (const [what, genArgs] of [
+  ["EC P-384", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]],
+  ["RSA 3072", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"]],
+  ["Ed25519", ["-algorithm", "ED25519"]],
+] as const) {
+  test(`an openssl-made CSR with an ${what} key is signed and the leaf carries that key`, async () => {
+    const ca = await caOf("ec-p256");
+    const keyFile = `${dir.path}/k-${what.replace(/\W/g, "")}.pem`;
+    const gen = openssl(["genpkey", ...genArgs, "-out", keyFile]);
+    assert.is(gen.status, 0, gen.out);
+    const csr = openssl(["req", "-new", "-key", keyFile, "-subj", "/CN=w"]);
+    assert.is(csr.status, 0, csr.out);
+    const chain = await ca.sign(csr.out, id);
+    const fromCsr = new x509.Pkcs10CertificateRequest(csr.out).publicKey.rawData;
+    assert.ok(Buffer.from(leafOf(chain).publicKey.rawData).equals(Buffer.from(fromCsr)));
+    assert.is(verifyChain(dir.path, chain, "sslclient").status, 0);
+  });
+}
+
+test("a CSR whose P-256 key is a compressed point is signed and the leaf carries that key", async () => {
+  const ca = await caOf("ec-p256");
+  const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const jwk = publicKey.export({ format: "jwk" });
+  const point = Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, "base64url"), Buffer.from(jwk.y!, "base64url")]);
+  const compressed = crypto.ECDH.convertKey(point, "prime256v1", undefined, undefined, "compressed") as Buffer;
+  const spki = Buffer.concat([Buffer.from("3039301306072a8648ce3d020106082a8648ce3d030107032200", "hex"), compressed]);
+  const csrPem = toPem("CERTIFICATE REQUEST", buildCsr(signingKeyOf(privateKey), spki));
+  assert.is(openssl(["req", "-verify", "-noout"], csrPem).status, 0);
+  const chain = await ca.sign(csrPem, id);
+  assert.ok(Buffer.from(leafOf(chain).publicKey.rawData).equals(spki));
+  assert.is(verifyChain(dir.path, chain, "sslserver").status, 0);
+});
 
 test("readCertificateInfo matches openssl's serial and SHA-256 fingerprint", async () => {
   const ca = await caOf("ec-p256");
