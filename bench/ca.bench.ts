@@ -83,7 +83,7 @@ try {
     });
   };
 
-  const [rawKeygenSign, rawVerifySign, rawImportVerifySign, rawFull, a, b, peculiar] = await rates([
+  const [rawKeygenSign, rawVerifySign, rawImportVerifySign, rawFull, a, b, peculiar] = (await rates([
     ["raw: P-256 keygen + 1 sign", () => {
       const { privateKey } = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" });
       return crypto.sign("sha256", data, privateKey);
@@ -105,7 +105,7 @@ try {
     ["(a) ca.sign: CSR parse + verify, TBS build, sign, PEM", () => ca.sign(csrPem, id)],
     ["(b) createKeyAndCsr + ca.sign", async () => ca.sign((await createKeyAndCsr("ec-p256")).csrPem, id)],
     ["reference: @peculiar/x509 keygen + full issuance", peculiarOp],
-  ]);
+  ])) as [number, number, number, number, number, number, number];
 
   const r = (x: number, y: number) => (x / y).toFixed(2);
   const md = `## CA (issuance)
