@@ -31,14 +31,18 @@ test("a fresh state dir reaches /readyz 200 within 10 s, with every part listeni
     assert.ok(serve.startupMs < 10_000, `ready after ${serve.startupMs} ms`);
     assert.ok(serve.sds && serve.xds && serve.ca, serve.stdout());
     // The printed commands work as printed: a token, then a bootstrap that validates.
-    const { execSync } = await import("node:child_process");
+    // Async, so that this process's event loop (and its HTTP keep-alive state) keeps running.
+    const { exec } = await import("node:child_process");
+    const { promisify } = await import("node:util");
+    const execAsync = promisify(exec);
     const printed = serve.stdout().split("Point an Envoy at it:\n")[1]!.replace(/\\\n\s*/g, "").split("\n").map((l) => l.trim());
-    const run = (line: string) => execSync(line.replace(/^npx meshkey /, `${process.execPath} bin/meshkey.js `), { cwd: process.cwd(), encoding: "utf8", env: { ...process.env, PWD: dir } });
+    const run = async (line: string) =>
+      (await execAsync(line.replace(/^npx meshkey /, `${process.execPath} bin/meshkey.js `), { cwd: process.cwd(), encoding: "utf8", env: { ...process.env, PWD: dir } })).stdout;
     const tokenLine = printed.find((l) => l.startsWith("npx meshkey token"))!;
-    writeFileSync(join(dir, "istio-token"), run(tokenLine.replace(/ > istio-token$/, "")));
+    writeFileSync(join(dir, "istio-token"), await run(tokenLine.replace(/ > istio-token$/, "")));
     const bootstrapLine = printed.find((l) => l.startsWith("npx meshkey bootstrap"))!.replace("-o envoy.json", `-o ${join(dir, "envoy.json")}`).replace('"$PWD/istio-token"', join(dir, "istio-token"));
-    run(bootstrapLine);
-    run(`npx meshkey validate ${join(dir, "envoy.json")}`);
+    await run(bootstrapLine);
+    await run(`npx meshkey validate ${join(dir, "envoy.json")}`);
     assert.match(readFileSync(join(dir, "envoy.json"), "utf8"), new RegExp(serve.xds!.split(":")[1]!));
     assert.is((await fetch(`http://${serve.admin}/healthz`)).status, 200);
     assert.match(await (await fetch(`http://${serve.admin}/metrics`)).text(), /meshkey_process_/);
