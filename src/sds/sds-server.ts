@@ -67,6 +67,7 @@ export interface RunningSdsServer extends RunningGrpcServer {
 }
 
 const MAX_UNKNOWN_NAMES = 256;
+const MAX_NACK_RECORDS = 4096;
 
 const SERVICE_OPTIONS: ConnectRouterOptions = {
   // Envoy is on the same node: compressing secrets for a Unix socket only burns CPU (gzip took
@@ -209,6 +210,8 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
         nacks.inc();
         const at = { ...report, at: new Date().toISOString() };
         info.lastNack = at;
+        lastNackBySpiffeId.delete(spiffeId);
+        if (lastNackBySpiffeId.size >= MAX_NACK_RECORDS) lastNackBySpiffeId.delete(lastNackBySpiffeId.keys().next().value!);
         lastNackBySpiffeId.set(spiffeId, at);
         slog.warn({ names: report.names, versions: report.versions, error: report.message }, "Envoy rejected secrets (NACK)");
       },
