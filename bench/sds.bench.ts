@@ -177,7 +177,7 @@ const header = [
   "",
   `Node ${process.version}, ${new Date().toISOString().slice(0, 10)}, load average ${loadavg()[0]!.toFixed(1)} at the end of the run.`,
   `Issuance runs at most ${CONCURRENCY} at a time (maxConcurrentIssuance), each in its own macrotask, first`,
-  "certificates ahead of renewals. The grpc-js client runs in the same process as the agent, so its CPU counts too.",
+  "certificates ahead of renewals; responses are not compressed on the socket.",
   "",
 ];
 writeBenchmarkSection("sds", [...header, ...lines].join("\n"));
