@@ -220,10 +220,18 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
     return options.rootCertPem?.() ?? derivedRoot;
   }
 
+  /** One item per (bundle, name), so that every stream shares it (and its encoding). */
+  let rootItems: { pem: string; version: string; byName: Map<string, SecretItem> } | undefined;
   function rootItem(name: string): SecretItem | undefined {
     const pem = currentRoot();
     if (pem === undefined) return undefined;
-    return { name, kind: "validationContext", version: digest(pem), trustedCaPem: pem };
+    if (rootItems?.pem !== pem) rootItems = { pem, version: digest(pem), byName: new Map() };
+    let item = rootItems.byName.get(name);
+    if (!item) {
+      item = { name, kind: "validationContext", version: rootItems.version, trustedCaPem: pem };
+      rootItems.byName.set(name, item);
+    }
+    return item;
   }
 
   function certItem(cert: IssuedCert, name: string): SecretItem {
