@@ -12,7 +12,7 @@ import { parseCsr, publicKeyFromSpki } from "../src/ca/x509.js";
 import { writeBenchmarkSection } from "./report.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const SLICE_MS = 100;
+const SLICE_MS = 25;
 
 type Op = () => unknown | Promise<unknown>;
 
@@ -110,7 +110,7 @@ try {
   const r = (x: number, y: number) => (x / y).toFixed(2);
   const md = `## CA (issuance)
 \`npm run bench -- ca\`: one process, one core, EC P-256 root and leaves; the rows run interleaved in
-100 ms turns for ~${SECONDS} s each, so load from other processes hits them alike and the ratios hold
+25 ms turns for ~${SECONDS} s each, so load from other processes hits them alike and the ratios hold
 (${new Date().toISOString().slice(0, 16)}Z, Node ${process.versions.node}, load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores).
 
 | operation | per second | ratio |
