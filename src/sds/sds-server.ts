@@ -223,7 +223,11 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
     streams.set(id, info);
     activeStreams.inc({ rpc });
     slog.debug("stream opened");
-    const onAbort = () => outbox.end();
+    // Shutdown (or a broken stream): end with UNAVAILABLE so that Envoy reconnects at once.
+    const onAbort = () => {
+      const reason: unknown = hctx.signal.reason;
+      outbox.end(reason instanceof ConnectError ? reason : new ConnectError("SDS server shutting down, reconnect", Code.Unavailable));
+    };
     hctx.signal.addEventListener("abort", onAbort, { once: true });
     void (async () => {
       try {

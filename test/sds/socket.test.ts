@@ -9,6 +9,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, sy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSecretCache, startSdsServer, SocketPathError } from "../../src/sds/index.js";
+import { sotwRequest, startAgent } from "./sds-harness.js";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -106,6 +107,24 @@ test("a second agent on a live socket fails clearly and the first keeps its sock
     assert.is(lstatSync(path).ino, ino, "the first agent's socket is still there");
   } finally {
     await first.close();
+  }
+});
+
+test("close() ends open streams (Envoy reconnects elsewhere) and removes the socket", async () => {
+  const env = await startAgent();
+  try {
+    const s = env.client.stream({ kind: "header", token: await env.signer.mint("foo", "httpbin") });
+    s.send(sotwRequest(["default"]));
+    await s.next();
+    const t0 = Date.now();
+    await env.server.close(1_000);
+    const st = await s.status;
+    assert.is.not(st.code, 0);
+    assert.ok(Date.now() - t0 < 3_000);
+    assert.not.ok(existsSync(env.socketPath));
+    assert.is(env.server.debug().streams.length, 0);
+  } finally {
+    await env.close();
   }
 });
 
