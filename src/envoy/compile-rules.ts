@@ -19,6 +19,8 @@ export interface CompiledRules {
   required: boolean;
   /** message.skip: do not recurse into the value. */
   skip: boolean;
+  /** The check compares with the current time (timestamp lt_now, gt_now, within). */
+  timeDependent?: boolean;
   /** Checks on the value itself (undefined: none). */
   check: ValueCheck | undefined;
   /** repeated/map rules, evaluated on the whole list or map. */
@@ -397,6 +399,7 @@ export function compileFieldRules(rules: FieldRules, definedEnumValues: Readonly
     case "timestamp": {
       const r = t.value;
       out.required ||= r.required;
+      out.timeDependent = r.ltNow || r.gtNow || r.within !== undefined;
       const toNanos = (m: unknown) => {
         const ts = m as Timestamp | undefined;
         return ts ? BigInt(ts.seconds) * 1_000_000_000n + BigInt(ts.nanos) : 0n;

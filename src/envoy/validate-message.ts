@@ -83,25 +83,78 @@ interface Walk {
   out: ValidationIssue[];
   registry: Registry;
   visit: MessageVisitor | undefined;
+  /** Set when a rule compared with the current time (timestamp lt_now/gt_now/within). */
+  timeDependent: boolean;
+}
+
+/**
+ * What validating one Any payload produced, relative to the Any's own path:
+ * issues, and the messages the visitor must be shown. Payloads repeat a lot (the
+ * same TLS context on every cluster of a mesh, the same SDS call credentials in
+ * every TLS context), so results are cached by type URL and payload bytes.
+ */
+interface PayloadResult {
+  issues: ValidationIssue[];
+  visits: { schema: DescMessage; message: Message; path: string }[];
+}
+
+const PAYLOAD_CACHE_ENTRIES = 512;
+const PAYLOAD_CACHE_MAX_BYTES = 64 * 1024;
+const payloadCaches = new WeakMap<Registry, Map<string, PayloadResult>>();
+
+function relative(path: string, rel: string): string {
+  if (rel === "") return path;
+  if (path === "" || rel.startsWith("[")) return `${path}${rel}`;
+  return `${path}.${rel}`;
+}
+
+function unpackAndWalk(w: Walk, any: Any, path: string): void {
+  const inner = w.registry.getMessage(typeNameOf(any.typeUrl));
+  if (!inner) {
+    w.out.push({ path, message: `unknown @type ${JSON.stringify(any.typeUrl)}` });
+    return;
+  }
+  let unpacked: Message | undefined;
+  try {
+    unpacked = anyUnpack(any, w.registry);
+  } catch (err) {
+    w.out.push({ path, message: `cannot unpack ${any.typeUrl}: ${(err as Error).message}` });
+    return;
+  }
+  if (unpacked) walkValue(w, inner, unpacked, path);
+}
+
+function walkAny(w: Walk, any: Any, path: string): void {
+  if (any.typeUrl === "") return; // an empty Any carries nothing (required is checked by the field rules)
+  if (any.value.length > PAYLOAD_CACHE_MAX_BYTES) {
+    unpackAndWalk(w, any, path);
+    return;
+  }
+  let cache = payloadCaches.get(w.registry);
+  if (!cache) {
+    cache = new Map();
+    payloadCaches.set(w.registry, cache);
+  }
+  const key = `${any.typeUrl}\u0000${Buffer.from(any.value.buffer, any.value.byteOffset, any.value.length).toString("latin1")}`;
+  let result = cache.get(key);
+  if (!result) {
+    const visits: PayloadResult["visits"] = [];
+    const sub: Walk = { out: [], registry: w.registry, visit: (schema, message, p) => visits.push({ schema, message, path: p }), timeDependent: false };
+    unpackAndWalk(sub, any, "");
+    result = { issues: sub.out, visits };
+    if (sub.timeDependent) w.timeDependent = true; // checked against "now": never reuse
+    else {
+      if (cache.size >= PAYLOAD_CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
+      cache.set(key, result);
+    }
+  }
+  for (const i of result.issues) w.out.push({ path: relative(path, i.path), message: i.message });
+  if (w.visit) for (const v of result.visits) w.visit(v.schema, v.message, relative(path, v.path));
 }
 
 function walkValue(w: Walk, desc: DescMessage, value: Message, path: string): void {
   if (desc.typeName === ANY) {
-    const any = value as Any;
-    if (any.typeUrl === "") return; // an empty Any carries nothing (required is checked by the field rules)
-    const inner = w.registry.getMessage(typeNameOf(any.typeUrl));
-    if (!inner) {
-      w.out.push({ path, message: `unknown @type ${JSON.stringify(any.typeUrl)}` });
-      return;
-    }
-    let unpacked: Message | undefined;
-    try {
-      unpacked = anyUnpack(any, w.registry);
-    } catch (err) {
-      w.out.push({ path, message: `cannot unpack ${any.typeUrl}: ${(err as Error).message}` });
-      return;
-    }
-    if (unpacked) walkValue(w, inner, unpacked, path);
+    walkAny(w, value as Any, path);
     return;
   }
   if (desc.typeName.startsWith("google.protobuf.")) return; // well-known types carry no rules
@@ -142,6 +195,7 @@ function walkMessage(w: Walk, schema: DescMessage, msg: Message, path: string): 
           continue;
         }
         const p = joinPath(path, f.name);
+        if (rules?.timeDependent) w.timeDependent = true;
         rules?.check?.(value, p, w.out);
         if (!rules?.skip) walkValue(w, f.message, value as Message, p);
         break;
@@ -163,6 +217,7 @@ function walkMessage(w: Walk, schema: DescMessage, msg: Message, path: string): 
           }
         }
         const items = rep?.items;
+        if (items?.timeDependent) w.timeDependent = true;
         if (items?.check) list.forEach((x, i) => items.check!(x, indexPath(p, i), w.out));
         if (f.listKind === "message" && !items?.skip) {
           const desc = f.message;
@@ -175,6 +230,7 @@ function walkMessage(w: Walk, schema: DescMessage, msg: Message, path: string): 
         const keys = Object.keys(map);
         const p = joinPath(path, f.name);
         const mr = rules?.map;
+        if (mr?.values?.timeDependent) w.timeDependent = true;
         if (mr && !(mr.ignoreEmpty && keys.length === 0)) {
           if (mr.minPairs !== undefined && BigInt(keys.length) < mr.minPairs) w.out.push({ path: p, message: `must have at least ${mr.minPairs} pair(s)` });
           if (mr.maxPairs !== undefined && BigInt(keys.length) > mr.maxPairs) w.out.push({ path: p, message: `must have at most ${mr.maxPairs} pair(s)` });
@@ -219,7 +275,7 @@ export function validateTree(
   msg: Message,
   options: { rootPath?: string; registry?: Registry; visit?: MessageVisitor; out?: ValidationIssue[] } = {},
 ): ValidationIssue[] {
-  const w: Walk = { out: options.out ?? [], registry: options.registry ?? envoyTypeRegistry, visit: options.visit };
+  const w: Walk = { out: options.out ?? [], registry: options.registry ?? envoyTypeRegistry, visit: options.visit, timeDependent: false };
   walkValue(w, schema, msg, options.rootPath ?? "");
   return w.out;
 }

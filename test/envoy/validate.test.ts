@@ -263,6 +263,33 @@ test("the seeds' slide cluster (v3, YAML) is a valid bootstrap and round-trips",
   assert.match(text, /istio_sds_credentail_header-bin/);
 });
 
+test("identical Any payloads in several places each report their own paths", () => {
+  const b = base();
+  const tls = cluster(b).transport_socket.typed_config;
+  tls.common_tls_context.validation_context = { match_typed_subject_alt_names: [{ san_type: "SAN_TYPE_UNSPECIFIED", matcher: { exact: "x" } }] };
+  const second = structuredClone(cluster(b));
+  second.name = "backend-2";
+  second.load_assignment.cluster_name = "backend-2";
+  b.static_resources.clusters.push(second);
+  const third = structuredClone(second);
+  third.name = "backend-3";
+  third.load_assignment.cluster_name = "backend-3";
+  third.transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.api_config_source.grpc_services[0].google_grpc.stat_prefix = "other";
+  b.static_resources.clusters.push(third);
+  for (let round = 0; round < 2; round++) {
+    // the second round is served from the payload cache: same answer
+    const issues = issuesOf(b);
+    const san = "transport_socket.typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].san_type";
+    assert.equal(
+      issues.filter((i) => i.path.endsWith("san_type")).map((i) => i.path),
+      [0, 1, 2].map((i) => `static_resources.clusters[${i}].${san}`),
+    );
+    const sds = issues.filter((i) => i.path.endsWith("sds_config"));
+    assert.equal(sds.map((i) => i.path), ["static_resources.clusters[2].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config"]);
+    assert.match(sds[0]!.message, /at static_resources\.clusters\[0\]\.transport_socket/);
+  }
+});
+
 test("input that is not an object is an issue at the root", () => {
   assert.equal(validateEnvoyConfig(42).issues, [{ path: "", message: "expected an object or an array, got number" }]);
 });
