@@ -12,22 +12,21 @@ import { parseCsr, publicKeyFromSpki } from "../src/ca/x509.js";
 import { writeBenchmarkSection } from "./report.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const SLICE_MS = 25;
+const SLICE_MS = 50;
 
 type Op = () => unknown | Promise<unknown>;
 
 /**
- * Operations per second of each candidate. The candidates run in turns of
- * 100 ms, interleaved, for about SECONDS each: a machine busy with other work
- * slows them all alike, so the ratios hold even when the absolute figures move.
+ * Operations per second of each candidate: the median over turns of SLICE_MS,
+ * the candidates interleaved, for about SECONDS each. A machine busy with other
+ * work slows them all alike and the median drops the turns that were preempted.
  */
 async function rates(candidates: Array<[string, Op]>): Promise<number[]> {
-  const ops = new Array<number>(candidates.length).fill(0);
-  const ns = new Array<number>(candidates.length).fill(0);
+  const samples: number[][] = candidates.map(() => []);
   for (const [, op] of candidates) for (let i = 0; i < 50; i++) await op(); // warm-up
   const rounds = Math.ceil((SECONDS * 1000) / SLICE_MS);
   for (let r = 0; r < rounds; r++) {
-    (globalThis as { gc?: () => void }).gc?.();
+    if (r % 20 === 0) (globalThis as { gc?: () => void }).gc?.();
     for (let c = 0; c < candidates.length; c++) {
       const op = candidates[c]![1];
       const start = process.hrtime.bigint();
@@ -39,12 +38,12 @@ async function rates(candidates: Array<[string, Op]>): Promise<number[]> {
         n += 5;
         now = process.hrtime.bigint();
       }
-      ops[c]! += n;
-      ns[c]! += Number(now - start);
+      samples[c]!.push(n / (Number(now - start) / 1e9));
     }
   }
   return candidates.map(([name], c) => {
-    const perSec = ops[c]! / (ns[c]! / 1e9);
+    const sorted = samples[c]!.sort((x, y) => x - y);
+    const perSec = sorted[Math.floor(sorted.length / 2)]!;
     console.log(`${name.padEnd(62)} ${perSec.toFixed(0).padStart(7)} /s`);
     return perSec;
   });
@@ -110,7 +109,8 @@ try {
   const r = (x: number, y: number) => (x / y).toFixed(2);
   const md = `## CA (issuance)
 \`npm run bench -- ca\`: one process, one core, EC P-256 root and leaves; the rows run interleaved in
-25 ms turns for ~${SECONDS} s each, so load from other processes hits them alike and the ratios hold
+${SLICE_MS} ms turns for ~${SECONDS} s each and each figure is the median turn, so that load from other
+processes hits them alike
 (${new Date().toISOString().slice(0, 16)}Z, Node ${process.versions.node}, load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores).
 
 | operation | per second | ratio |
