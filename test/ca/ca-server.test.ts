@@ -161,4 +161,23 @@ test("metrics count CSRs by result and time the signing", async () => {
   assert.match(h, /meshkey_ca_signing_seconds_count 5\b/);
 });
 
+test("200 concurrent requests from 4 connections each get their own certificate", async () => {
+  const clients = Array.from({ length: 4 }, () => new ServiceClient(`127.0.0.1:${server.port}`, grpc.credentials.createSsl(Buffer.from(ca.rootCertPem))) as any);
+  try {
+    const token = `Bearer ${await issuer.mint({ namespace: "bar", serviceAccount: "sleep" })}`;
+    const csrs = await Promise.all(Array.from({ length: 200 }, () => createKeyAndCsr("ec-p256")));
+    const replies = await Promise.all(csrs.map((c, i) => call(c.csrPem, token, 0, clients[i % 4])));
+    const serials = new Set<string>();
+    for (const { err, chain } of replies) {
+      assert.is(err, null);
+      const info = readCertificateInfo(chain[0]!);
+      assert.equal(info.uriSans, ["spiffe://cluster.local/ns/bar/sa/sleep"]);
+      serials.add(info.serialHex);
+    }
+    assert.is(serials.size, 200);
+  } finally {
+    for (const c of clients) c.close();
+  }
+});
+
 test.run();
