@@ -3,9 +3,10 @@
 // node:http server that implements Vault's Kubernetes login and PKI sign endpoints.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
@@ -140,10 +141,10 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
 }
 
 /** Vault's Kubernetes auth login and PKI sign, faithfully enough: role, jwt and token are checked. */
-async function startVaultFake(): Promise<VaultFake> {
+async function startVaultFake(tls?: { key: string; cert: string }): Promise<VaultFake> {
   const tokens = new Map<string, { namespace: string; serviceAccount: string }>();
   const fake: VaultFake = { server: undefined as never, address: "", seen: [], failNext: undefined };
-  fake.server = createServer(async (req, res) => {
+  const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const reply = (status: number, body: unknown) => {
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(body));
@@ -187,9 +188,10 @@ async function startVaultFake(): Promise<VaultFake> {
       }
     }
     return reply(404, { errors: [] });
-  });
+  };
+  fake.server = tls ? createHttpsServer(tls, handler) : createServer(handler);
   await new Promise<void>((r) => fake.server.listen(0, "127.0.0.1", r));
-  fake.address = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+  fake.address = `${tls ? "https" : "http"}://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
   return fake;
 }
 
@@ -237,6 +239,31 @@ test("vault provider: 4xx fails fast, 5xx and connection refused are transient",
   }
   const refused = await rejection(vaultProvider(vault.address).sign(csrPem, token, 600));
   assert.is(refused.kind, "unavailable");
+});
+
+test("vault provider over https trusts the given CA PEM, and refuses a server it cannot verify", async () => {
+  // Vault's own TLS certificate: self-signed for 127.0.0.1 (its key is Vault's, not a workload's).
+  const keyFile = join(dir, "vault-key.pem");
+  const certFile = join(dir, "vault-cert.pem");
+  openssl([
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+    "-subj", "/CN=vault", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile,
+  ]);
+  const tls = { key: readFileSync(keyFile, "utf8"), cert: readFileSync(certFile, "utf8") };
+  const vault = await startVaultFake(tls);
+  try {
+    const { createKeyAndCsr } = await import("../../src/ca/index.js");
+    const { csrPem } = await createKeyAndCsr("ec-p256");
+    const token = await signer.mint("foo", "httpbin");
+    const opts = { address: vault.address, authPath: "auth/kubernetes/login", role: "istio", signPath: "pki/sign/istio" };
+    const chain = await createVaultCaProvider({ ...opts, caPem: tls.cert }).sign(csrPem, token, 600);
+    assert.ok(chain.length >= 2);
+    const untrusted = await rejection(createVaultCaProvider(opts).sign(csrPem, token, 600));
+    assert.is(untrusted.kind, "unavailable");
+    assert.match(untrusted.message, /certificate/i);
+  } finally {
+    await new Promise((r) => vault.server.close(r));
+  }
 });
 
 test.run();
