@@ -77,7 +77,6 @@ interface Issuer {
   notAfter: Date;
   /** Pre-encoded extensions shared by every leaf (basic constraints, key usage, EKU, AKI). */
   leafExtensions: Buffer[];
-  akiExtension: Buffer;
   /** PEMs after the leaf: intermediates, then the root. */
   chainAfterLeaf: string[];
   rootPem: string;
@@ -98,7 +97,6 @@ function makeIssuer(signer: SigningKey, certDer: Buffer, chainAfterLeaf: string[
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
     leafExtensions: [LEAF_BASIC_CONSTRAINTS, LEAF_KEY_USAGE, LEAF_EKU, aki],
-    akiExtension: aki,
     chainAfterLeaf,
     rootPem,
   };
