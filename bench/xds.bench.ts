@@ -5,6 +5,7 @@
 // connect-node ADS handler (the raw limit). Bounded: < 2 minutes in all.
 import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { cpus, loadavg } from "node:os";
 import { startBareAdsServer } from "./xds/bare-ads-server.js";
 import { parseMesh, translateForNode } from "../src/mesh/index.js";
 import { createMeshController, createSnapshotCache, snapshotFromResources, startXdsServer, TypeUrl } from "../src/xds/index.js";
@@ -132,7 +133,8 @@ const table = [
 writeBenchmarkSection(
   "xds",
   `## ADS (streams, push time, memory)
-\`npm run bench -- xds\` (${new Date().toISOString().slice(0, 10)}, Node ${process.version}). N SotW ADS streams (proxyless nodes,
+\`npm run bench -- xds\` (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} cores, load average
+${loadavg()[0]!.toFixed(1)} at the end of the run: a single run on a shared machine, so expect ±50 % on the timings). N SotW ADS streams (proxyless nodes,
 CDS wildcard + one EDS name each) from @grpc/grpc-js in a child process over ${CONNECTIONS} HTTP/2 connections on
 loopback; every response is ACKed. "mesh change" = one endpoint port change (\`setMesh\`), timed until every stream
 ACKed the new EDS version. Memory is the server's heap / RSS growth after GC divided by N. CPU per push is server
