@@ -3,6 +3,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as crypto from "node:crypto";
 import * as http from "node:http";
+import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,8 +14,10 @@ import {
   createTokenReviewAuthenticator,
   openDevTokenIssuer,
   DEV_JWKS_FILE,
+  openCertificateAuthority,
   type TokenAuthenticator,
 } from "../../src/ca/index.js";
+import type { BuiltinCertificateAuthority } from "../../src/ca/certificate-authority.js";
 import { tempDir } from "./helpers.js";
 
 const dir = tempDir();
@@ -254,6 +257,29 @@ test("TokenReview: an unreachable API server is an AuthenticationError", async (
     assert.instance(e, AuthenticationError);
     assert.match(e.message, /TokenReview at http:\/\/127\.0\.0\.1:1 failed/);
   });
+});
+
+test("TokenReview over HTTPS trusts the API server through caPem and refuses it without", async () => {
+  const ca = (await openCertificateAuthority({ stateDir: join(dir.path, "tr-ca"), trustDomain: "cluster.local" })) as BuiltinCertificateAuthority;
+  const cert = ca.issueServerCertificate({ dnsNames: ["localhost"], ips: ["127.0.0.1"] });
+  const server = https.createServer({ key: cert.privateKeyPem, cert: cert.certChainPem }, (req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ status: { authenticated: true, user: { username: "system:serviceaccount:foo:sleep" }, audiences: ["istio-ca"] } }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const trusted = createTokenReviewAuthenticator({ url, caPem: ca.rootCertPem });
+    assert.is((await trusted.authenticate("t")).serviceAccount, "sleep");
+    const untrusted = createTokenReviewAuthenticator({ url });
+    await untrusted.authenticate("t").then(() => assert.unreachable(), (e: Error) => assert.instance(e, AuthenticationError));
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
 });
 
 test.run();
