@@ -140,6 +140,8 @@ function inbound(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): 
     const ep = svc.endpoints.find((e) => e.address === id.ip) ?? svc.endpoints[0];
     const ip = id.ip || ep?.address || "0.0.0.0";
     for (const port of svc.ports) {
+      // Two services of one workload on the same port share its one inbound listener (the first wins).
+      if (listeners.some((l) => l.name === inboundListenerName(ip, port.port))) continue;
       const clusterName = inboundClusterName(port.port);
       if (!clusters.has(clusterName)) {
         const workloadPort = ep ? targetPort(svc, port, ep) : port.port;
