@@ -117,6 +117,28 @@ test("unsubscribing from the wildcard keeps only the named resources", async () 
   await s.nothing(150);
 });
 
+test("after leaving the wildcard, subscribing to a name it had given sends that resource again", async () => {
+  h.cache.setSnapshot("test-node", snap({ LDS: { a: "1", b: "1" } }));
+  const s = h.delta();
+  await s.send({ node: node(), typeUrl: TypeUrl.Listener });
+  const r1 = await s.next();
+  await s.send({ ...ack(r1), resourceNamesUnsubscribe: ["*"] });
+  await s.nothing(150);
+  await s.send({ typeUrl: TypeUrl.Listener, resourceNamesSubscribe: ["a"] });
+  assert.equal(names(await s.next()), ["a"]);
+});
+
+test("under the wildcard, unsubscribing one name still reports its removal later", async () => {
+  h.cache.setSnapshot("test-node", snap({ LDS: { a: "1", b: "1" } }));
+  const s = h.delta();
+  await s.send({ node: node(), typeUrl: TypeUrl.Listener });
+  const r1 = await s.next();
+  await s.send({ ...ack(r1), resourceNamesUnsubscribe: ["a"] });
+  await s.nothing(150);
+  h.cache.setSnapshot("test-node", snap({ LDS: { b: "1" } }));
+  assert.equal((await s.next()).removedResources, ["a"]);
+});
+
 test("an empty type_url fails a delta stream with INVALID_ARGUMENT", async () => {
   const s = h.delta();
   await s.send({ node: node(), typeUrl: "" });

@@ -45,10 +45,12 @@ export async function* deltaStream(
     st.cancel?.();
     queue.drop(`${typeUrl}|update`);
     queue.drop(`${typeUrl}|remove`);
-    st.cancel = watcher.createDeltaWatch(
+    let fired = false;
+    const cancel = watcher.createDeltaWatch(
       node!.id,
       { typeUrl, subscribed: st.subscribed, wildcard: st.wildcard, known: st.known },
       (response) => {
+        fired = true;
         st.cancel = undefined;
         if (response.updated.length > 0) {
           queue.put(`${typeUrl}|update`, pushRank(typeUrl), { ...response, removed: [] });
@@ -58,6 +60,8 @@ export async function* deltaStream(
         }
       },
     );
+    // A watch answered at once is already over; one that waits can be cancelled.
+    st.cancel = fired ? undefined : cancel;
   };
 
   const handle = (req: DeltaDiscoveryRequest) => {
@@ -98,10 +102,14 @@ export async function* deltaStream(
       else st.subscribed.add(name);
     }
     for (const name of req.resourceNamesUnsubscribe) {
-      if (name === "*") st.wildcard = false;
-      else {
+      if (name === "*") {
+        st.wildcard = false;
+        // The client drops what only the wildcard gave it.
+        for (const n of [...st.known.keys()]) if (!st.subscribed.has(n)) st.known.delete(n);
+      } else {
         st.subscribed.delete(name);
-        st.known.delete(name);
+        // Under the wildcard the client keeps the resource; otherwise it forgets it.
+        if (!st.wildcard) st.known.delete(name);
       }
     }
     watch(typeUrl, st);

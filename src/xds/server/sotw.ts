@@ -99,16 +99,19 @@ export async function* sotwStream(
       return;
     }
     const state = st;
-    state.cancel = watcher.createWatch(
+    let fired = false;
+    const cancel = watcher.createWatch(
       nodeId,
       { typeUrl, names, wildcard, knownVersion: st.versionSent, force: changed },
       (response) => {
+        fired = true;
         state.cancel = undefined;
         // LDS/CDS that drop something the client has go after the other types (make before break).
         const shrinks = [...state.sentNames].some((n) => !response.resources.some((r) => r.name === n));
         queue.put(typeUrl, pushRank(typeUrl) + (shrinks ? PUSH_ORDER.length + 1 : 0), response);
       },
     );
+    state.cancel = fired ? undefined : cancel;
   };
 
   const reader = (async () => {
