@@ -107,7 +107,9 @@ export async function* sotwStream(
         fired = true;
         state.cancel = undefined;
         // LDS/CDS that drop something the client has go after the other types (make before break).
-        const shrinks = [...state.sentNames].some((n) => !response.resources.some((r) => r.name === n));
+        const now = new Set(response.resources.map((r) => r.name));
+        let shrinks = false;
+        for (const n of state.sentNames) if (!now.has(n)) shrinks = true;
         queue.put(typeUrl, pushRank(typeUrl) + (shrinks ? PUSH_ORDER.length + 1 : 0), response);
       },
     );
