@@ -55,17 +55,36 @@ function deepEqual(a: JsonValue | undefined, b: JsonValue | undefined): boolean 
   return false;
 }
 
-function diffValues(resource: string, path: string, a: JsonValue | undefined, b: JsonValue | undefined, out: DiffChange[]): void {
+/**
+ * Named lists whose order Envoy acts on: filters run in order, routes match
+ * first-wins. For these a reordering is a change even when every element is equal.
+ */
+const ORDER_SIGNIFICANT_FIELDS = new Set(["http_filters", "filters", "listener_filters", "routes", "upstream_http_filters"]);
+
+function diffValues(
+  resource: string,
+  path: string,
+  a: JsonValue | undefined,
+  b: JsonValue | undefined,
+  out: DiffChange[],
+  field?: string,
+): void {
   if (deepEqual(a, b)) return;
   if (isObject(a) && isObject(b)) {
     const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
-    for (const k of keys) diffValues(resource, joinPath(path, k), a[k], b[k], out);
+    for (const k of keys) diffValues(resource, joinPath(path, k), a[k], b[k], out, k);
     return;
   }
   if (Array.isArray(a) && Array.isArray(b)) {
     const na = names(a);
     const nb = names(b);
     if (na && nb) {
+      if (field !== undefined && ORDER_SIGNIFICANT_FIELDS.has(field)) {
+        const common = (xs: string[], ys: string[]) => xs.filter((x) => ys.includes(x));
+        const orderA = common(na, nb);
+        const orderB = common(nb, na);
+        if (orderA.join("\u0000") !== orderB.join("\u0000")) out.push({ resource, path: `${path}(order)`, a: orderA, b: orderB });
+      }
       const byA = new Map(na.map((n, i) => [n, a[i]]));
       const byB = new Map(nb.map((n, i) => [n, b[i]]));
       const all = [...new Set([...na, ...nb])].sort();

@@ -146,4 +146,30 @@ test("property: diff is symmetric in the paths it reports, with a and b swapped"
   );
 });
 
+test("reordering filters, whose order Envoy acts on, is a change even when each filter is equal", () => {
+  const listener = (order: string[]): Json => ({
+    "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+    name: "inbound",
+    address: { socket_address: { address: "0.0.0.0", port_value: 15006 } },
+    filter_chains: [
+      {
+        filters: order.map((name) => ({
+          name,
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            stat_prefix: name,
+            cluster: "c",
+          },
+        })),
+      },
+    ],
+  });
+  const d = diffEnvoyConfigs(listener(["first", "second"]), listener(["second", "first"]));
+  assert.equal(d.changes, [
+    { resource: "Listener/inbound", path: "filter_chains[0].filters(order)", a: ["first", "second"], b: ["second", "first"] },
+  ]);
+  // A named list whose order Envoy ignores (clusters, listeners) still compares by name only.
+  assert.ok(diffEnvoyConfigs({ resources: [listener(["a"]), { ...listener(["a"]), name: "other" }] }, { resources: [{ ...listener(["a"]), name: "other" }, listener(["a"])] }).same);
+});
+
 test.run();
