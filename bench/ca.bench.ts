@@ -123,10 +123,11 @@ processes hits them alike
 | **(b)** \`createKeyAndCsr\` + \`ca.sign\` | ${b.toFixed(0)} | **${r(b, rawFull)}** of its crypto; ${r(b, rawKeygenSign)} of keygen+sign |
 | reference: @peculiar/x509 keygen + issuance (WebCrypto) | ${peculiar.toFixed(0)} | ${r(peculiar, rawKeygenSign)} of keygen+sign |
 
-Where the time goes (CPU profile of \`ca.sign\`): ECDSA verify of the CSR, importing the CSR's public key
-into OpenSSL (through JWK: ~60 µs, against ~110 µs for OpenSSL's generic SPKI decoder) and the one
-signature; the DER encoder/decoder and PEM (src/ca/der.ts, x509.ts) are a few percent. \`createKeyAndCsr\`
-builds SPKI and PKCS#8 from the key's JWK export (~5 µs) instead of OpenSSL's DER/PEM encoders (~200 µs).
+Where the time goes (CPU profile of \`ca.sign\`): the ECDSA verify of the CSR, importing the CSR's
+public key into OpenSSL (through JWK, ~60 µs, against ~110 µs for OpenSSL's generic SPKI decoder) and the
+one signature. Everything else (DER parse and build in src/ca/der.ts + x509.ts, PEM, GC) is the
+remaining ${Math.max(0, (1 - a / rawImportVerifySign) * 100).toFixed(0)}% of (a). \`createKeyAndCsr\` builds SPKI and PKCS#8 from the key's JWK export
+(~5 µs) instead of OpenSSL's DER/PEM encoders (~200 µs).
 `;
   console.log(`\n${md}`);
   writeBenchmarkSection("ca", md);
