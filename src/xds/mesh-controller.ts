@@ -20,7 +20,7 @@ import {
 import type { SnapshotCache } from "./cache/snapshot-cache.js";
 import type { Snapshot } from "./cache/snapshot.js";
 import { snapshotConsistency } from "./cache/consistency.js";
-import { snapshotFromResources, snapshotToJson } from "./resource/resource-snapshot.js";
+import { snapshotFromResources, snapshotToJson, type ResourceIntern } from "./resource/resource-snapshot.js";
 
 export interface MeshControllerOptions {
   cache: SnapshotCache;
@@ -64,14 +64,17 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
 
   const keyOf = (node: NodeInfo) => (nodeKind(node) === "proxyless" ? "proxyless" : `sidecar:${JSON.stringify(sidecarIdentity(node))}`);
 
-  const build = (model: MeshModel, node: NodeInfo, table: Map<string, Snapshot>): Snapshot => {
+  // Packed resources shared between the nodes' snapshots of one mesh generation.
+  let intern: ResourceIntern = new Map();
+
+  const build = (model: MeshModel, node: NodeInfo, table: Map<string, Snapshot>, shared: ResourceIntern): Snapshot => {
     const key = keyOf(node);
     let snap = table.get(key);
     if (!snap) {
       const set = translateForNode(model, node, translate);
       const problems = checkConsistency(set);
       if (problems.length > 0) throw new MeshRejectedError(`node ${node.id}: ${problems.join("; ")}`);
-      snap = snapshotFromResources(set);
+      snap = snapshotFromResources(set, shared);
       const dangling = snapshotConsistency(snap);
       if (dangling.length > 0) throw new MeshRejectedError(`node ${node.id}: ${dangling.join("; ")}`);
       table.set(key, snap);
@@ -82,7 +85,7 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
   cache.setNodeResolver((node) => {
     known.set(node.id, node);
     try {
-      cache.setSnapshot(node.id, build(current, node, memo));
+      cache.setSnapshot(node.id, build(current, node, memo, intern));
     } catch (err) {
       logger.error({ node: node.id, err: (err as Error).message }, "cannot translate the mesh for this node");
     }
@@ -90,11 +93,12 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
 
   const setMesh = (model: MeshModel): string[] => {
     const table = new Map<string, Snapshot>();
+    const shared: ResourceIntern = new Map();
     const next = new Map<string, Snapshot>();
     for (const node of cache.connectedNodes()) known.set(node.id, node);
     for (const id of [...known.keys()]) if (!cache.getSnapshot(id)) known.delete(id);
     try {
-      for (const [id, node] of known) next.set(id, build(model, node, table));
+      for (const [id, node] of known) next.set(id, build(model, node, table, shared));
     } catch (err) {
       reloads.inc({ result: "invalid" });
       logger.error({ err: (err as Error).message }, "mesh change rejected: inconsistent resources; the last good snapshot keeps serving");
@@ -102,6 +106,7 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
     }
     current = model;
     memo = table;
+    intern = shared;
     generation++;
     reloads.inc({ result: "ok" });
     services.set(model.services.length);

@@ -78,4 +78,19 @@ test("nodes that translate alike share one encoded snapshot", () => {
   ctl.close();
 });
 
+test("sidecars with different snapshots share the packed copy of a resource they both get", () => {
+  const cache = createSnapshotCache();
+  const ctl = createMeshController({ cache, translate: opts });
+  const a = "sidecar~127.0.1.2~sleep-0.foo~foo.svc.cluster.local";
+  const b = "sidecar~127.0.2.2~sleep-0.bar~bar.svc.cluster.local";
+  cache.openNode({ id: a });
+  cache.openNode({ id: b });
+  const name = "outbound|8000||httpbin.foo.svc.cluster.local";
+  const ca = cache.getSnapshot(a)!.get(TypeUrl.Cluster)!.resources.get(name)!;
+  const cb = cache.getSnapshot(b)!.get(TypeUrl.Cluster)!.resources.get(name)!;
+  assert.ok(cache.getSnapshot(a) !== cache.getSnapshot(b));
+  assert.ok(ca.any === cb.any, "one packed Any for both nodes");
+  ctl.close();
+});
+
 test.run();

@@ -7,7 +7,7 @@ import { ClusterLoadAssignmentSchema } from "../../../gen/envoy/config/endpoint/
 import { ListenerSchema } from "../../../gen/envoy/config/listener/v3/listener_pb.js";
 import { RouteConfigurationSchema } from "../../../gen/envoy/config/route/v3/route_pb.js";
 import { collectReferences, resourceTypeRegistry, type ResourceSet } from "../../mesh/index.js";
-import { cacheResource, createSnapshot, type ResourceRef, type Snapshot } from "../cache/snapshot.js";
+import { cacheResource, createSnapshot, type CachedResource, type ResourceRef, type Snapshot } from "../cache/snapshot.js";
 import { PUSH_ORDER, TypeUrl } from "./type-urls.js";
 
 const EMPTY: ResourceSet = { clusters: [], endpoints: [], listeners: [], routes: [] };
@@ -21,13 +21,27 @@ function refsOf(one: Partial<ResourceSet>): ResourceRef[] {
   ];
 }
 
-export function snapshotFromResources(set: ResourceSet): Snapshot {
+/**
+ * Resources already packed, by type, name and version: snapshots of different
+ * nodes that contain the same resource share one packed copy (and one Any).
+ */
+export type ResourceIntern = Map<string, CachedResource>;
+
+export function snapshotFromResources(set: ResourceSet, intern?: ResourceIntern): Snapshot {
+  const share = (r: CachedResource): CachedResource => {
+    if (!intern) return r;
+    const key = `${r.typeUrl}|${r.name}|${r.version}`;
+    const known = intern.get(key);
+    if (known) return known;
+    intern.set(key, r);
+    return r;
+  };
   return createSnapshot(
     [
-      ...set.clusters.map((c) => cacheResource(ClusterSchema, c.name, c, refsOf({ clusters: [c] }))),
-      ...set.endpoints.map((e) => cacheResource(ClusterLoadAssignmentSchema, e.clusterName, e)),
-      ...set.listeners.map((l) => cacheResource(ListenerSchema, l.name, l, refsOf({ listeners: [l] }))),
-      ...set.routes.map((r) => cacheResource(RouteConfigurationSchema, r.name, r)),
+      ...set.clusters.map((c) => share(cacheResource(ClusterSchema, c.name, c, refsOf({ clusters: [c] })))),
+      ...set.endpoints.map((e) => share(cacheResource(ClusterLoadAssignmentSchema, e.clusterName, e))),
+      ...set.listeners.map((l) => share(cacheResource(ListenerSchema, l.name, l, refsOf({ listeners: [l] })))),
+      ...set.routes.map((r) => share(cacheResource(RouteConfigurationSchema, r.name, r))),
     ],
     [TypeUrl.Cluster, TypeUrl.Endpoint, TypeUrl.Listener, TypeUrl.Route],
   );
