@@ -4,6 +4,7 @@
 // destroy what is still open after a grace period. Without closing sessions an
 // idle client keeps the process alive.
 import * as http2 from "node:http2";
+import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -42,6 +43,8 @@ export interface RunningGrpcServer {
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const shutdown = new AbortController();
+  // connect-node adds one abort listener per open call: thousands of streams are normal here.
+  setMaxListeners(0, shutdown.signal);
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const handler = connectNodeAdapter({
     routes: options.routes,
