@@ -45,7 +45,7 @@ const usageErrors: Array<[string, string[], RegExp]> = [
   ["ca init with a bad key type", ["ca", "init", "--key-type", "dsa"], /--key-type must be ec-p256 or rsa-2048/],
   ["token without namespace", ["token", "--service-account", "x"], /--namespace is required/],
   ["token without service account", ["token", "--namespace", "x"], /--service-account is required/],
-  ["token with a bad ttl", ["token", "-n", "a", "-s", "b", "--ttl", "soon"], /--ttl: invalid duration "soon"/],
+  ["token with a bad ttl", ["token", "-n", "a", "-s", "b", "--ttl", "soon"], /--ttl: "soon" is not a duration/],
   ["token with an unknown flag", ["token", "--bogus"], /bogus/],
 ];
 for (const [what, args, message] of usageErrors) {

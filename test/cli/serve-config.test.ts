@@ -59,11 +59,17 @@ for (const [name, argv, file, expected] of invalid) {
   });
 }
 
-test("durations read the way operators write them", () => {
-  const cases: Array<[string, number]> = [["30s", 30], ["15m", 900], ["24h", 86400], ["90d", 7776000], ["1h30m", 5400], ["45", 45], ["500ms", 0.5]];
-  for (const [text, seconds] of cases) assert.is(parseDurationSeconds(text), seconds, text);
-  assert.throws(() => parseDurationSeconds("1x"), /not a duration/);
-});
+const goodDurations: Array<[string, number]> = [
+  ["3600", 3600], ["45s", 45], ["30m", 1800], ["24h", 86400], ["90d", 7776000], ["1h30m", 5400], [" 2h ", 7200], ["500ms", 0.5], ["1.5h", 5400],
+];
+for (const [text, seconds] of goodDurations) {
+  test(`duration "${text}" is ${seconds} s`, () => assert.is(parseDurationSeconds(text), seconds));
+}
+for (const bad of ["", "h", "1x", "-1h", "1h 30m", "soon"]) {
+  test(`duration "${bad}" is refused with an error quoting it`, () => {
+    assert.throws(() => parseDurationSeconds(bad, "--ttl"), (e: unknown) => (e as Error).message.includes(`"${bad}"`) && (e as Error).message.startsWith("--ttl"));
+  });
+}
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 test.run();

@@ -1,5 +1,6 @@
 // `meshkey token`: prints a service-account JWT from the dev issuer in the state dir.
-import { openDevTokenIssuer, parseDuration } from "../../ca/index.js";
+import { openDevTokenIssuer } from "../../ca/index.js";
+import { parseDurationSeconds } from "../duration.js";
 import { UsageError, parseFlags, runCommand, type CliCommand } from "../command.js";
 
 const help = `meshkey token — print a service-account JWT from the dev issuer
@@ -37,9 +38,9 @@ export const command: CliCommand = {
       if (!values["service-account"]) throw new UsageError("--service-account is required");
       let ttlSeconds: number;
       try {
-        ttlSeconds = parseDuration(values.ttl!);
+        ttlSeconds = parseDurationSeconds(values.ttl!, "--ttl");
       } catch (err) {
-        throw new UsageError(`--ttl: ${(err as Error).message}`);
+        throw new UsageError((err as Error).message);
       }
       if (ttlSeconds <= 0) throw new UsageError("--ttl must be positive");
       const audiences = values.audience ?? ["istio-ca"];
