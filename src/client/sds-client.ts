@@ -195,6 +195,8 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
         continue;
       }
       const requests = createWritableIterable<MessageInitShape<typeof DiscoveryRequestSchema>>();
+      // Like Envoy: an ACK names the version it applied, a NACK the last one it did apply.
+      let acceptedVersion = "";
       const base: RequestInit = { node: { id: nodeId }, resourceNames: [name], typeUrl: SECRET_TYPE_URL };
       // A write still pending when the stream ends is rejected: nothing to do then.
       const send = (req: RequestInit) => void requests.write(req).catch(() => {});
@@ -203,7 +205,9 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
         const headers = { [tokenHeader]: encodeBinaryHeader(new TextEncoder().encode(token)) };
         for await (const res of client.streamSecrets(requests, { headers, signal: closed.signal })) {
           delay = initialBackoff;
-          send(respond(name, res, base));
+          const reply = respond(name, res, base, acceptedVersion);
+          if (!reply.errorDetail) acceptedVersion = res.versionInfo;
+          send(reply);
         }
         if (!closed.signal.aborted) log.info({ name }, "sds stream ended by the server; reconnecting");
       } catch (err) {
@@ -223,6 +227,7 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
     name: string,
     res: DiscoveryResponse,
     base: RequestInit,
+    acceptedVersion: string,
   ): RequestInit {
     try {
       const resource = res.resources.find((r) => {
@@ -238,8 +243,7 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
     } catch (err) {
       const message = (err as Error).message;
       log.warn({ name, version: res.versionInfo, message }, "sds secret rejected (NACK)");
-      // A NACK carries the last version we did accept; we track none per stream, so send the empty one.
-      return { ...base, versionInfo: "", responseNonce: res.nonce, errorDetail: { code: Code.InvalidArgument, message } };
+      return { ...base, versionInfo: acceptedVersion, responseNonce: res.nonce, errorDetail: { code: Code.InvalidArgument, message } };
     }
   }
 
