@@ -41,6 +41,8 @@ export interface MeshController {
   configDump(nodeId: string): JsonObject | undefined;
   /** Number of accepted mesh changes since start. */
   generation(): number;
+  /** Nodes the controller still remembers (for tests and debug): those that have a snapshot. */
+  knownNodeCount(): number;
   close(): void;
 }
 
@@ -82,7 +84,16 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
     return snap;
   };
 
+  // Nodes whose snapshot went away with their last stream are forgotten; pruned once `known`
+  // doubles, so a stream of short-lived nodes costs amortised O(1) and leaves nothing behind.
+  let pruneAt = 64;
+  const forgetGone = () => {
+    for (const id of [...known.keys()]) if (!cache.getSnapshot(id)) known.delete(id);
+    pruneAt = Math.max(64, known.size * 2);
+  };
+
   cache.setNodeResolver((node) => {
+    if (known.size >= pruneAt) forgetGone();
     known.set(node.id, node);
     try {
       cache.setSnapshot(node.id, build(current, node, memo, intern));
@@ -96,7 +107,7 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
     const shared: ResourceIntern = new Map();
     const next = new Map<string, Snapshot>();
     for (const node of cache.connectedNodes()) known.set(node.id, node);
-    for (const id of [...known.keys()]) if (!cache.getSnapshot(id)) known.delete(id);
+    forgetGone();
     try {
       for (const [id, node] of known) next.set(id, build(model, node, table, shared));
     } catch (err) {
@@ -138,6 +149,10 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
       return { node: { id: nodeId, metadata: (node?.metadata ?? {}) as JsonObject }, generation, resources: snapshotToJson(snap) };
     },
     generation: () => generation,
+    knownNodeCount() {
+      forgetGone();
+      return known.size;
+    },
     close() {
       watcher?.close();
       cache.setNodeResolver(undefined);
