@@ -14,15 +14,14 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { pino } from "pino";
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, encodeBinaryHeader, ConnectError } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { SecretDiscoveryService } from "../../gen/envoy/service/secret/v3/sds_pb.js";
 import { AggregatedDiscoveryService } from "../../gen/envoy/service/discovery/v3/ads_pb.js";
-import type { DiscoveryRequestSchema, DeltaDiscoveryRequestSchema } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { resolveServeConfig } from "../../src/cli/serve-config.js";
 import { startMeshkey, type RunningMeshkey } from "../../src/cli/meshkey-process.js";
+import { deltaArb, sotwArb, TYPES, type DeltaInit, type SotwInit } from "./support/arbitraries.js";
 
 const runs = Number(process.env.FUZZ_RUNS ?? 60);
 const seed = Number(process.env.FUZZ_SEED ?? 20261123);
@@ -51,42 +50,6 @@ test.after(async () => {
   await meshkey.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-type SotwInit = MessageInitShape<typeof DiscoveryRequestSchema>;
-type DeltaInit = MessageInitShape<typeof DeltaDiscoveryRequestSchema>;
-
-const TYPES = [
-  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
-  "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-  "type.googleapis.com/envoy.config.listener.v3.Listener",
-  "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-  "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-  "",
-  "type.googleapis.com/nope",
-];
-const NAMES = ["default", "ROOTCA", "spiffe://cluster.local", "spiffe://cluster.local/ns/foo/sa/sleep", "*", "", "outbound|8000||httpbin.foo.svc.cluster.local"];
-const nameArb = fc.oneof(fc.constantFrom(...NAMES), fc.string({ maxLength: 40 }));
-const nodeArb = fc.oneof(
-  fc.constant(undefined),
-  fc.record({ id: fc.oneof(fc.constant("sidecar~127.0.0.1~sleep-1.foo~foo.svc.cluster.local"), fc.string({ maxLength: 60 })) }),
-);
-const sotwArb: fc.Arbitrary<SotwInit> = fc.record({
-  node: nodeArb,
-  typeUrl: fc.oneof(fc.constantFrom(...TYPES), fc.string({ maxLength: 30 })),
-  resourceNames: fc.array(nameArb, { maxLength: 6 }),
-  versionInfo: fc.oneof(fc.constant(""), fc.string({ maxLength: 12 })),
-  responseNonce: fc.oneof(fc.constant(""), fc.string({ maxLength: 12 }), fc.constantFrom("1", "2", "3")),
-  errorDetail: fc.option(fc.record({ code: fc.integer({ min: -5, max: 20 }), message: fc.string({ maxLength: 40 }) }), { nil: undefined }),
-}) as fc.Arbitrary<SotwInit>;
-const deltaArb: fc.Arbitrary<DeltaInit> = fc.record({
-  node: nodeArb,
-  typeUrl: fc.oneof(fc.constantFrom(...TYPES), fc.string({ maxLength: 30 })),
-  resourceNamesSubscribe: fc.array(nameArb, { maxLength: 5 }),
-  resourceNamesUnsubscribe: fc.array(nameArb, { maxLength: 3 }),
-  initialResourceVersions: fc.dictionary(nameArb, fc.string({ maxLength: 8 }), { maxKeys: 3 }),
-  responseNonce: fc.oneof(fc.constant(""), fc.string({ maxLength: 12 })),
-  errorDetail: fc.option(fc.record({ code: fc.integer({ min: 0, max: 16 }), message: fc.string({ maxLength: 40 }) }), { nil: undefined }),
-}) as fc.Arbitrary<DeltaInit>;
 
 function sdsClient() {
   const sessions = new Http2SessionManager("http://localhost", undefined, { createConnection: () => net.connect(socketPath) });
