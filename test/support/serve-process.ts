@@ -61,7 +61,7 @@ export async function startServeProcess(args: string[], timeoutMs = 20_000): Pro
           setTimeout(() => {
             child.kill("SIGKILL");
             reject(new Error(`meshkey serve did not exit within 15 s of ${signal}\nstderr: ${err}`));
-          }, 15_000),
+          }, 15_000).unref(), // the child keeps the loop alive; this timer must not once it has exited
         ),
       ]);
       return { ...r, ms: Date.now() - t0 };
