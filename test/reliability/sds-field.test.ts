@@ -7,6 +7,7 @@ import * as assert from "uvu/assert";
 import * as grpc from "@grpc/grpc-js";
 import { X509Certificate } from "node:crypto";
 import { lstatSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openCertificateAuthority, openDevTokenIssuer } from "../../src/ca/index.js";
@@ -315,6 +316,66 @@ test("envoy#10793: one stream per secret name, 50 names across 50 streams, each 
     assert.is(env.provider.calls, 47, "one CSR per identity, none for the trust bundles");
   } finally {
     for (const s of streams) s.close();
+  }
+});
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+test("istio#14187: split roles, CA process down at agent start and again at rotation: the stream waits, then the cached certificate is kept and renewed once the CA is back", async () => {
+  const caDir = mkdtempSync(join(tmpdir(), "meshkey-ca-down-"));
+  const agentDir = mkdtempSync(join(tmpdir(), "meshkey-agent-"));
+  dirs.push(caDir, agentDir);
+  const caState = join(caDir, "state");
+  const issuer = await openDevTokenIssuer(caState); // also writes jwks.json for the agent
+  await openCertificateAuthority({ stateDir: caState, trustDomain: TD }); // the root the agent is told to trust
+  const caAddress = `127.0.0.1:${await freePort()}`;
+  const caArgs = [...isolatedServeArgs(caDir), "--no-sds", "--no-xds", "--ca-listen", caAddress];
+  const agent = await startServeProcess([
+    ...isolatedServeArgs(agentDir),
+    "--no-ca", "--no-xds",
+    "--ca-provider", "istio",
+    "--ca-address", caAddress,
+    "--ca-root-cert", join(caState, "root-cert.pem"),
+    "--jwks", join(caState, "jwks.json"),
+    "--cert-ttl", "6s",
+    "--grace-ratio", "0.5",
+  ]);
+  let ca: Awaited<ReturnType<typeof startServeProcess>> | undefined;
+  const client = new SdsTestClient(agent.sds!.replace(/^unix:/, ""));
+  const token = await issuer.mint({ namespace: "shop", serviceAccount: "cart" });
+  const s = client.stream({ kind: "header", token });
+  try {
+    s.send(sotwRequest(["default"]));
+    assert.is(await s.nextOrUndefined(1_500), undefined, "no certificate while the CA is down");
+    ca = await startServeProcess(caArgs);
+    const first = await s.next(10_000);
+    const firstLeaf = leafOf(first);
+    s.send(ackOf(first, ["default"]));
+    await ca.stop("SIGKILL");
+    ca = undefined;
+    // Rotation is due after ~3 s; the CA is down then. A new stream still gets the cached certificate.
+    await sleep(3_500);
+    const late = client.stream({ kind: "header", token });
+    late.send(sotwRequest(["default"]));
+    const cached = await late.next(3_000);
+    assert.is(leafOf(cached).serialNumber, firstLeaf.serialNumber, "the cached certificate is served while the CA is down");
+    assert.ok(Date.now() < Date.parse(firstLeaf.validTo), "and it is still valid");
+    late.close();
+    assert.is(await s.nextOrUndefined(200), undefined, "no push without a renewal");
+    ca = await startServeProcess(caArgs);
+    const renewed = await s.next(15_000); // the next retry of the backoff (jittered, doubling)
+    assert.is.not(leafOf(renewed).serialNumber, firstLeaf.serialNumber, "renewed on the same stream once the CA is back");
+  } finally {
+    s.close();
+    client.close();
+    await agent.stop();
+    await ca?.stop();
   }
 });
 
