@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, watch, writeFileSync 
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
-import { createJwtAuthenticator, openDevTokenIssuer } from "../../src/ca/index.js";
+import { createJwtAuthenticator, openCertificateAuthority, openDevTokenIssuer } from "../../src/ca/index.js";
 import { isolatedServeArgs, startServeProcess } from "../support/serve-process.js";
 import { SdsTestClient, pemBlocks, secretsOf, sotwRequest, startAgent, tlsOf, trustedCaOf, type TokenSigner } from "../sds/sds-harness.js";
 import {
@@ -179,6 +179,30 @@ for (const [what, setup, reason] of storage) {
     assert.equal(readdirSync(state), [], "nothing leaked out of the mount namespace");
   });
 }
+
+test("a full disk that already holds the root: the agent starts with that same root (nothing to write)", async () => {
+  if (noMounts) {
+    console.log(`  SKIPPED: ${noMounts}`);
+    return;
+  }
+  const dir = tempDir("meshkey-disk-", dirs);
+  const seed = join(dir, "seed");
+  await openDevTokenIssuer(seed);
+  const ca = await openCertificateAuthority({ stateDir: seed, trustDomain: "cluster.local" });
+  writeFileSync(join(dir, "root.pem"), ca.rootCertPem);
+  const state = join(dir, "state");
+  mkdirSync(state);
+  const setup = 'mount -t tmpfs -o size=16k tmpfs "$d" && cp -p "$s"/* "$d"/ && dd if=/dev/zero of="$d/fill" bs=1k count=64 2>/dev/null; exec "$@"';
+  const c = spawnRaw(["-m", "sh", "-c", `d="$1"; s="$2"; shift 2; ${setup}`, "sh", state, seed, process.execPath, ...serveArgv(dir)], "unshare");
+  const deadline = Date.now() + 20_000;
+  while (!/^  admin\s/m.test(c.out()) && c.child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const ready = /^  admin\s/m.test(c.out());
+  c.child.kill("SIGTERM");
+  await exitWithin(c, 15_000);
+  assert.ok(ready, `not ready on a full disk: ${c.err()}`);
+  const printed = /^  root\s+sha256:(\S+)/m.exec(c.out())?.[1]?.replace(/:/g, "").toLowerCase();
+  assert.is(printed, fingerprintOf(join(dir, "root.pem")).replace(/:/g, ""), "the root that was on the disk");
+});
 
 // --- clock skew between the token issuer and the CA -----------------------------
 

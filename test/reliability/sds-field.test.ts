@@ -60,6 +60,27 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
+test("istio#26225 (Node SDS client): a token that expired by rotation time ends the stream; the client retries, re-reads its token file and gets the renewal", async () => {
+  const env = await agent({ certTtlSeconds: 6 });
+  const tokenPath = join(env.dir, "istio-token");
+  writeFileSync(tokenPath, await env.signer.mint("shop", "cart", { expOffsetSeconds: 2 }));
+  const client = createSdsClient({ socketPath: env.socketPath, tokenPath, backoff: { initialMs: 50, maxMs: 300 } });
+  try {
+    const first = await client.ready(5_000);
+    // The token file is refreshed only after rotation time (~3 s): the client is turned away
+    // with UNAUTHENTICATED meanwhile, and must keep trying with what its file holds.
+    await sleep(3_800);
+    const renewed = new Promise<string>((resolve) => client.onUpdate((m) => m.serialNumber !== first.serialNumber && resolve(m.serialNumber)));
+    writeFileSync(tokenPath, await env.signer.mint("shop", "cart"));
+    const serial = await Promise.race([renewed, new Promise<string>((r) => setTimeout(r, 8_000, "none").unref())]);
+    assert.is.not(serial, "none", "the renewal reached the client");
+    assert.ok(Date.now() < first.notAfter.getTime(), "before the old certificate expired");
+    assert.is(client.current()!.spiffeId, idOf("shop", "cart"));
+  } finally {
+    await client.close();
+  }
+});
+
 test("istio#13197 #20951: a NACKed secret is not resent, even after several NACKs, and no new CSR is made", async () => {
   const env = await agent();
   const token = await env.signer.mint("foo", "httpbin");
