@@ -259,4 +259,23 @@ test("clock skew within the 60 s leeway is accepted, 5 minutes is refused (SDS o
   }
 });
 
+test("a peer whose clock runs 2 minutes behind accepts a certificate issued just now (notBefore is backdated); 10 minutes behind does not", async () => {
+  const env = await startAgent();
+  try {
+    const token = await env.signer.mint("skew", "peer");
+    const res = await env.client.fetch({ kind: "header", token }, ["default"]);
+    const leaf = join(env.dir, "leaf.pem");
+    writeFileSync(leaf, pemBlocks(tlsOf(secretsOf(res)[0]!).chainPem)[0]!);
+    const now = Math.floor(Date.now() / 1000);
+    const at = (secondsBehind: number) => openssl(["verify", "-attime", String(now - secondsBehind), "-CAfile", env.rootPemFile, leaf]);
+    const behind2m = at(120);
+    assert.is(behind2m.status, 0, `2 min behind: ${behind2m.stdout}${behind2m.stderr}`);
+    const behind10m = at(600);
+    assert.is.not(behind10m.status, 0);
+    assert.match(behind10m.stdout + behind10m.stderr, /not yet valid/);
+  } finally {
+    await env.close();
+  }
+});
+
 test.run();
