@@ -28,12 +28,20 @@ export interface JwtAuthenticatorOptions {
   leewaySeconds?: number;
   /** Allow-list (default: asymmetric only). */
   algorithms?: string[];
+  /**
+   * How long a verified token is remembered, keyed by its exact text (default 10 s; 0: never).
+   * The node agent verifies a token when a stream opens and the builtin CA verifies the same
+   * token again a few milliseconds later; a remembered token is never accepted after its `exp`
+   * (without leeway), and at most 1024 tokens are kept.
+   */
+  verifiedTokenCacheMs?: number;
 }
 
 export const DEFAULT_AUDIENCE = "istio-ca";
 export const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 /** Longest token accepted (projected tokens are ~1 KiB). */
 const MAX_TOKEN_BYTES = 16 * 1024;
+const VERIFIED_TOKENS_MAX = 1024;
 
 /** The workload identity in Kubernetes service-account claims; throws AuthenticationError. */
 export function identityFromClaims(payload: JWTPayload): WorkloadIdentity {
@@ -114,6 +122,10 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
   const algorithms = checkAlgorithms(options.algorithms ?? ASYMMETRIC_ALGORITHMS);
   const audience = options.audience ?? DEFAULT_AUDIENCE;
   const leeway = options.leewaySeconds ?? 60;
+  const rememberMs = options.verifiedTokenCacheMs ?? 10_000;
+  if (!(rememberMs >= 0)) throw new RangeError(`verifiedTokenCacheMs must be >= 0, got ${rememberMs}`);
+  /** Verified tokens (exact text) and until when they may be accepted without verifying again. */
+  const verified = new Map<string, { caller: AuthenticatedCaller; until: number }>();
   const src = options.jwks;
   let issuer = options.issuer;
   let getKey: JWTVerifyGetKey | undefined;
@@ -140,6 +152,11 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
     async authenticate(token: string): Promise<AuthenticatedCaller> {
       if (typeof token !== "string" || token.length === 0) throw new AuthenticationError("no token");
       if (token.length > MAX_TOKEN_BYTES) throw new AuthenticationError("token too large");
+      const known = verified.get(token);
+      if (known) {
+        if (Date.now() < known.until) return { ...known.caller };
+        verified.delete(token);
+      }
       let payload: JWTPayload;
       try {
         const keys = await keyGetter();
@@ -155,11 +172,17 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
         throw new AuthenticationError(`token rejected: ${(err as Error).message}`);
       }
       const id = identityFromClaims(payload);
-      return {
+      const caller: AuthenticatedCaller = {
         ...id,
         subject: typeof payload.sub === "string" ? payload.sub : `system:serviceaccount:${id.namespace}:${id.serviceAccount}`,
         expiresAt: typeof payload.exp === "number" ? new Date(payload.exp * 1000) : undefined,
       };
+      const until = Math.min(Date.now() + rememberMs, caller.expiresAt?.getTime() ?? 0);
+      if (until > Date.now()) {
+        if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
+        verified.set(token, { caller, until });
+      }
+      return { ...caller };
     },
   };
 }

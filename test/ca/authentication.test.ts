@@ -115,6 +115,48 @@ const attacks: Array<[string, () => Promise<string>, RegExp]> = [
   ["an oversized token", async () => "a".repeat(20_000), /too large/],
 ];
 
+async function refused(t: string, message: RegExp = /./): Promise<void> {
+  try {
+    await authn.authenticate(t);
+  } catch (err) {
+    assert.instance(err, AuthenticationError);
+    assert.match((err as Error).message, message);
+    return;
+  }
+  assert.unreachable("accepted");
+}
+
+test("a remembered token is refused from the moment it expires (no leeway for a remembered token)", async () => {
+  const strict = createJwtAuthenticator({ jwks: { keys: jwks }, issuer: ISS, leewaySeconds: 0 });
+  const t = await token({ exp: now() + 1 });
+  await strict.authenticate(t);
+  await strict.authenticate(t); // remembered
+  await new Promise((r) => setTimeout(r, Math.max(0, (now() + 1) * 1000 - Date.now()) + 50));
+  try {
+    await strict.authenticate(t);
+    assert.unreachable("accepted");
+  } catch (err) {
+    assert.match((err as Error).message, /"exp" claim/);
+  }
+});
+
+test("a remembered token with its signature altered is verified again and refused", async () => {
+  const t = await token();
+  await authn.authenticate(t);
+  const sig = t.slice(t.lastIndexOf(".") + 1);
+  const altered = `${t.slice(0, t.lastIndexOf(".") + 1)}${sig[0] === "A" ? "B" : "A"}${sig.slice(1)}`;
+  await refused(altered, /signature verification failed/);
+  await refused(`${t}.`);
+});
+
+test("each authentication of a remembered token gets its own caller object", async () => {
+  const t = await token();
+  const a = await authn.authenticate(t);
+  a.namespace = "kube-system";
+  const b = await authn.authenticate(t);
+  assert.is(b.namespace, "foo");
+});
+
 for (const [what, make, message] of attacks) {
   test(`${what} is refused with AuthenticationError`, async () => {
     const t = await make();
