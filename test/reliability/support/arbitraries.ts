@@ -104,12 +104,12 @@ export const deltaArb: fc.Arbitrary<DeltaInit> = fc.record({
 
 /**
  * Requests that keep a stream alive most of the time (a valid type of `types`, random
- * names, nonces, versions, NACKs), with a hostile `sotwArb` now and then: many requests
+ * names, nonces, versions, NACKs), with a hostile `sotwArb` one time in `hostileOneIn`: many requests
  * reach the server's protocol state machine instead of only its first check.
  */
-export const plausibleSotwArb = (types: string[]): fc.Arbitrary<SotwInit> =>
+export const plausibleSotwArb = (types: string[], hostileOneIn = 20): fc.Arbitrary<SotwInit> =>
   fc.oneof(
-    { weight: 19, arbitrary: fc.record({
+    { weight: hostileOneIn - 1, arbitrary: fc.record({
       typeUrl: fc.constantFrom(...types),
       resourceNames: fc.array(nameArb, { maxLength: 6 }),
       versionInfo: fc.oneof(fc.constant(""), fc.string({ maxLength: 12 })),
@@ -120,9 +120,9 @@ export const plausibleSotwArb = (types: string[]): fc.Arbitrary<SotwInit> =>
   );
 
 /** The delta counterpart of plausibleSotwArb. */
-export const plausibleDeltaArb = (types: string[]): fc.Arbitrary<DeltaInit> =>
+export const plausibleDeltaArb = (types: string[], hostileOneIn = 20): fc.Arbitrary<DeltaInit> =>
   fc.oneof(
-    { weight: 19, arbitrary: fc.record({
+    { weight: hostileOneIn - 1, arbitrary: fc.record({
       typeUrl: fc.constantFrom(...types),
       resourceNamesSubscribe: fc.array(nameArb, { maxLength: 4 }),
       resourceNamesUnsubscribe: fc.array(nameArb, { maxLength: 2 }),
