@@ -375,7 +375,7 @@ test("istio#14187: split roles, CA process down at agent start and again at rota
     s.send(sotwRequest(["default"]));
     assert.is(await s.nextOrUndefined(1_500), undefined, "no certificate while the CA is down");
     ca = await startServeProcess(caArgs);
-    const first = await s.next(10_000);
+    const first = await s.next(20_000); // the agent retries with a doubling backoff
     const firstLeaf = leafOf(first);
     s.send(ackOf(first, ["default"]));
     await ca.stop("SIGKILL");
