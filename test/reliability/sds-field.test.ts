@@ -304,6 +304,46 @@ test("istio#29187: 300 streams from 100 workloads starting at once cause exactly
   }
 });
 
+test("istio#29187 (split roles): 300 streams from 100 workloads on an agent whose CA is another meshkey process: that CA signs exactly 100 CSRs", async () => {
+  const caDir = mkdtempSync(join(tmpdir(), "meshkey-split-ca-"));
+  const agentDir = mkdtempSync(join(tmpdir(), "meshkey-split-agent-"));
+  dirs.push(caDir, agentDir);
+  const ca = await startServeProcess([...isolatedServeArgs(caDir), "--no-sds", "--no-xds"]);
+  let agentProc: Awaited<ReturnType<typeof startServeProcess>> | undefined;
+  const channels: SdsTestClient[] = [];
+  const streams: Stream[] = [];
+  try {
+    agentProc = await startServeProcess([
+      ...isolatedServeArgs(agentDir),
+      "--no-ca", "--no-xds",
+      "--ca-provider", "istio",
+      "--ca-address", ca.ca!,
+      "--ca-root-cert", join(caDir, "state", "root-cert.pem"),
+      "--jwks", join(caDir, "state", "jwks.json"),
+    ]);
+    const issuer = await openDevTokenIssuer(join(caDir, "state"));
+    const tokens = await Promise.all(Array.from({ length: 100 }, (_, i) => issuer.mint({ namespace: "load", serviceAccount: `w${i}` })));
+    for (let i = 0; i < 10; i++) channels.push(new SdsTestClient(agentProc.sds!.replace(/^unix:/, "")));
+    const started = performance.now();
+    for (let i = 0; i < 300; i++) {
+      const s = channels[i % 10]!.stream({ kind: "header", token: tokens[i % 100]! });
+      s.send(sotwRequest(["default"]));
+      streams.push(s);
+    }
+    const firsts = await Promise.all(streams.map((s) => s.next(20_000).then(() => performance.now() - started)));
+    const metrics = await (await fetch(`http://${ca.admin}/metrics`)).text();
+    const issued = Number(/^meshkey_ca_csr_total\{result="issued"\} (\d+)/m.exec(metrics)?.[1]);
+    assert.is(issued, 100, "CSRs the CA signed");
+    console.log(`  split roles: first certificate on every stream p99 ${percentile(firsts, 99).toFixed(0)} ms, max ${percentile(firsts, 100).toFixed(0)} ms`);
+    assert.ok(percentile(firsts, 100) < 15_000);
+  } finally {
+    for (const s of streams) s.close();
+    for (const c of channels) c.close();
+    await agentProc?.stop();
+    await ca.stop();
+  }
+});
+
 test("envoy#10793: one stream per secret name, 50 names across 50 streams, each answered under the requested name", async () => {
   const env = await agent();
   const asks: Array<{ name: string; sa: string; kind: "tlsCertificate" | "validationContext" }> = [];
