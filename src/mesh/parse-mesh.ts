@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { Ajv, type ErrorObject } from "ajv";
-import { LineCounter, parseDocument, isNode, type Document } from "yaml";
+import { LineCounter, parseDocument, isCollection, isNode, visit, type Document } from "yaml";
 import { meshSchema } from "./mesh-schema.js";
 import {
   MeshError,
@@ -95,6 +95,15 @@ export function parseMesh(text: string, file = "<mesh>"): MeshModel {
     const line = e.linePos?.[0]?.line ?? counter.linePos(e.pos[0]).line;
     throw new MeshError(file, line, "", `YAML: ${e.message.split("\n")[0]}`);
   }
+  // A mapping key that is itself a map or a list means nothing here (yaml would stringify it, with a process warning).
+  visit(doc, {
+    Pair(_key, pair) {
+      if (isCollection(pair.key)) {
+        const at = pair.key.range?.[0];
+        throw new MeshError(file, at === undefined ? undefined : counter.linePos(at).line, "", "YAML: a mapping key must be a plain value, not a map or a list");
+      }
+    },
+  });
   let raw: unknown;
   try {
     // toJS throws on an alias with no anchor, or on too many aliases ("billion laughs").

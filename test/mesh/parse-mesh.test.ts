@@ -31,6 +31,7 @@ const cases: Array<{ name: string; yaml: string; line: number | undefined; path:
   { name: "a duplicate port", yaml: "services:\n  - name: a\n    namespace: foo\n    ports:\n      - {port: 80, name: x}\n      - {port: 80, name: y}\n", line: 6, path: "services[0].ports[1].port", detail: /duplicate port 80/ },
   { name: "an endpoint port for a port the service lacks", yaml: svc("    endpoints: [{address: 10.0.0.1, ports: {grpc: 9000}}]\n"), line: 5, path: "services[0].endpoints[0].ports.grpc", detail: /no port named "grpc"/ },
   { name: "broken YAML", yaml: "services:\n  - name: a\n   namespace: [\n", line: 3, path: "", detail: /YAML/ },
+  { name: "a map used as a mapping key", yaml: "namespaces:\n  - {name: foo}\n? {name: x}\n: 1\n", line: 3, path: "", detail: /mapping key must be a plain value/ },
 ];
 
 for (const c of cases) {
