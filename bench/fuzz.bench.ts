@@ -88,7 +88,7 @@ function kindOf(err: unknown): string {
     .split(/\s+/)
     .slice(0, 5)
     .join(" ")
-    .replace(/[^\w …]+/g, "")
+    .replace(/["'`\\|<>]+/g, "")
     .replace(/[:,.]$/, "");
   return `${head}: ${words}`;
 }

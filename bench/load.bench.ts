@@ -25,7 +25,7 @@ import { writeBenchmarkSection } from "./report.js";
 
 const SDS_STREAMS = Number(process.env.LOAD_SDS_STREAMS ?? 5_000);
 const ADS_STREAMS = Number(process.env.LOAD_ADS_STREAMS ?? 10_000);
-const IDENTITIES = Number(process.env.LOAD_IDENTITIES ?? 250);
+const IDENTITIES = Math.min(Number(process.env.LOAD_IDENTITIES ?? 250), SDS_STREAMS);
 const PER_CONNECTION = 50;
 const HOLD_MS = Number(process.env.LOAD_HOLD_MS ?? 20_000);
 const CHANGE_AFTER_MS = 3_000;
@@ -126,6 +126,7 @@ async function phase(label: string, open: Omit<OpenMessage, "type" | "perConnect
   }
 }
 
+class SkipRaw extends Error {}
 const dir = mkdtempSync(join(tmpdir(), "meshkey-load-"));
 const phases: Phase[] = [];
 try {
@@ -158,6 +159,7 @@ try {
   console.log("meshkey phase done");
 
   // The raw limit: the same clients against bare connect-node handlers with same-sized responses.
+  if (process.env.LOAD_RAW === "0") throw new SkipRaw();
   const translate = { trustDomain: "cluster.local", sdsSocketPath: "/s", tokenPath: "/t" };
   const adsAny = snapshotFromResources(translateForNode(parseMesh(meshYaml(9000)), { id: "x", metadata: { GENERATOR: "grpc" } }, translate)).get(TypeUrl.Endpoint)!.resources.get(EDS)!.any;
   const secretAny = { $typeName: "google.protobuf.Any" as const, typeUrl: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret", value: new Uint8Array(1800).fill(7) };
@@ -167,6 +169,8 @@ try {
   } finally {
     await bare.close();
   }
+} catch (err) {
+  if (!(err instanceof SkipRaw)) throw err;
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
@@ -180,7 +184,7 @@ const f = (x: number) => (Number.isNaN(x) ? "–" : x >= 100 ? x.toFixed(0) : x.
 const dist = (xs: number[]) => `${f(Math.min(...xs))} / ${f(pct(xs, 50))} / ${f(pct(xs, 99))} / ${f(Math.max(...xs))}`;
 const ratio = (a: number, b: number) => (b > 0 && Number.isFinite(a) ? `×${(a / b).toFixed(2)}` : "n/a");
 const [m, b] = [phases[0]!, phases[1]];
-const kib = (x: number) => `${(x / 1024).toFixed(1)} KiB`;
+const kib = (x: number) => (x > 0 ? `${(x / 1024).toFixed(1)} KiB` : "n/a (RSS kept from the phase before)");
 const errs = (t: StreamTimes) => Object.entries(t.errors).map(([k, v]) => `${v} ${k}`).join(", ") || "none";
 
 const rows: string[] = [];
@@ -193,7 +197,7 @@ for (const [kind, n] of [["sds", SDS_STREAMS], ["ads", ADS_STREAMS]] as const) {
 const summary = (p: Phase) =>
   `| ${p.label} | ${f(p.openMs)} ms | ${f(p.allUpdatedMs)} ms | ${f(p.delayOpen.p50)} / ${f(p.delayOpen.p99)} / ${f(p.delayOpen.max)} | ${f(p.delayHold.p50)} / ${f(p.delayHold.p99)} / ${f(p.delayHold.max)} | ${kib(p.heapPerStream)} | ${kib(p.rssPerStream)} |`;
 const ratios = b
-  ? `Ratios meshkey / bare: all streams open ${ratio(m.openMs, b.openMs)}; all updated ${ratio(m.allUpdatedMs, b.allUpdatedMs)}; ` +
+  ? `Ratios meshkey / bare: all streams answered ${ratio(m.openMs, b.openMs)}; all updated ${ratio(m.allUpdatedMs, b.allUpdatedMs)}; ` +
     `SDS first response p50 ${ratio(pct(m.sds.first, 50), pct(b.sds.first, 50))}, p99 ${ratio(pct(m.sds.first, 99), pct(b.sds.first, 99))}; ` +
     `ADS first response p50 ${ratio(pct(m.ads.first, 50), pct(b.ads.first, 50))}, p99 ${ratio(pct(m.ads.first, 99), pct(b.ads.first, 99))}; ` +
     `ADS update p99 ${ratio(pct(m.ads.update, 99), pct(b.ads.update, 99))}; heap per stream ${ratio(m.heapPerStream, b.heapPerStream)}; RSS per stream ${ratio(m.rssPerStream, b.rssPerStream)}.`
@@ -219,8 +223,16 @@ ${rows.join("\n")}
 ${phases.map(summary).join("\n")}
 
 ${ratios}
+
+While ${SDS_STREAMS + ADS_STREAMS} streams arrive at once on ${connections} connections, both servers stall their event loop for seconds at a
+time (the machine is shared, so the largest stall varies a lot between runs). A CPU profile of meshkey with 6,000 ADS streams
+opening (16.7 s sampled): GC 2.7 s; connect's createLinkedAbortController 0.58 s, linking every new call to the one server-wide
+shutdown signal, whose addEventListener scans all listeners already there (quadratic in open calls, ~3.5 s at 15,000);
+meshkey's own code (ADS state machine, snapshot cache, mesh controller) under 0.6 s; the rest is node:http2 and connect-node
+per call, processed synchronously for all the HEADERS frames of a socket read. Once the streams are open, the hold window (the
+mesh change, ${IDENTITIES} certificate issuances, every push and ACK) is the figure that matters for a running mesh.
 ${starved === 0 ? "No stream of meshkey was starved: every one got its first response and the pushed update." : `**${starved} meshkey streams starved or missed the update.**`}
 `;
 console.log(md);
-writeBenchmarkSection("load", md);
+if (process.env.LOAD_RAW !== "0") writeBenchmarkSection("load", md);
 process.exit(0);
