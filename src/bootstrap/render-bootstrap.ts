@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { stringify as toYaml } from "yaml";
 import { BootstrapSchema, type Bootstrap } from "../../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
 import { canonicalMessageJson, ConfigSchemaError, formatIssues, parseEnvoyConfig, validateParsedConfig } from "../envoy/index.js";
+import { parseBootstrapJson } from "./parse-bootstrap-json.js";
 
 export type BootstrapRole = "sidecar" | "pilot" | "ingress" | "mixer-like";
 export const BOOTSTRAP_ROLES: readonly BootstrapRole[] = ["sidecar", "pilot", "ingress", "mixer-like"];
@@ -225,7 +226,9 @@ export function renderBootstrap(opts: BootstrapOptions): RenderedBootstrap {
   }
   let parsed;
   try {
-    parsed = parseEnvoyConfig(json, "bootstrap");
+    // The same strict parse, with repeated Any payloads parsed once; anything it cannot do goes the ordinary way.
+    const message = parseBootstrapJson(json);
+    parsed = parseEnvoyConfig(message ?? json, "bootstrap");
   } catch (err) {
     if (err instanceof ConfigSchemaError) throw new BootstrapError(`template ${name} rendered a bootstrap that does not parse:\n${formatIssues(err.issues, "  ")}`);
     throw err;
