@@ -42,19 +42,40 @@ export interface RunningGrpcServer {
 }
 
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
-  const shutdown = new AbortController();
-  // connect-node adds one abort listener per open call: thousands of streams are normal here.
-  setMaxListeners(0, shutdown.signal);
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-  const handler = connectNodeAdapter({
-    routes: options.routes,
-    grpc: true,
-    connect: false,
-    grpcWeb: false,
-    readMaxBytes: maxBytes,
-    writeMaxBytes: maxBytes,
-    shutdownSignal: shutdown.signal,
-  });
+  let shuttingDown = false;
+
+  // One connect adapter, with its own shutdown signal, per HTTP/2 session. connect
+  // links every call's signal to the adapter's shutdown signal, and adding a
+  // listener to an AbortSignal costs O(listeners already there): one server-wide
+  // signal made opening N streams O(N²) (seconds at 10k streams). Per session, the
+  // cost is bounded by the streams of one connection.
+  const perSession = new Map<http2.ServerHttp2Session, { handler: ReturnType<typeof connectNodeAdapter>; shutdown: AbortController }>();
+  const adapterFor = (session: http2.ServerHttp2Session) => {
+    let entry = perSession.get(session);
+    if (!entry) {
+      const shutdown = new AbortController();
+      setMaxListeners(0, shutdown.signal);
+      if (shuttingDown) shutdown.abort();
+      entry = {
+        shutdown,
+        handler: connectNodeAdapter({
+          routes: options.routes,
+          grpc: true,
+          connect: false,
+          grpcWeb: false,
+          readMaxBytes: maxBytes,
+          writeMaxBytes: maxBytes,
+          shutdownSignal: shutdown.signal,
+        }),
+      };
+      perSession.set(session, entry);
+      session.once("close", () => perSession.delete(session));
+    }
+    return entry.handler;
+  };
+  const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => adapterFor(req.stream.session as http2.ServerHttp2Session)(req, res);
+
   const server: http2.Http2Server | http2.Http2SecureServer = options.tls
     ? http2.createSecureServer(
         {
@@ -104,7 +125,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     sessionCount: () => sessions.size,
     close(graceMs = 2_000) {
       closing ??= (async () => {
-        shutdown.abort();
+        shuttingDown = true;
+        for (const { shutdown } of perSession.values()) shutdown.abort();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const s of sessions) s.close();
         const timer = setTimeout(() => {
