@@ -226,9 +226,10 @@ ${ratios}
 
 While ${SDS_STREAMS + ADS_STREAMS} streams arrive at once on ${connections} connections, both servers stall their event loop for seconds at a
 time (the machine is shared, so the largest stall varies a lot between runs). A CPU profile of meshkey with 6,000 ADS streams
-opening (16.7 s sampled): GC 2.7 s; connect's createLinkedAbortController 0.58 s, linking every new call to the one server-wide
-shutdown signal, whose addEventListener scans all listeners already there (quadratic in open calls, ~3.5 s at 15,000);
-meshkey's own code (ADS state machine, snapshot cache, mesh controller) under 0.6 s; the rest is node:http2 and connect-node
+opening (16.7 s sampled, before the fix below): GC 2.7 s; connect's createLinkedAbortController 0.58 s, linking every new call
+to one server-wide shutdown signal whose addEventListener scans all listeners already there (quadratic in open calls). src/net
+now gives each HTTP/2 session its own adapter and shutdown signal, so that cost is bounded by the streams of one connection;
+meshkey's own code (ADS state machine, snapshot cache, mesh controller) stayed under 0.6 s; the rest is node:http2 and connect-node
 per call, processed synchronously for all the HEADERS frames of a socket read. Once the streams are open, the hold window (the
 mesh change, ${IDENTITIES} certificate issuances, every push and ACK) is the figure that matters for a running mesh.
 ${starved === 0 ? "No stream of meshkey was starved: every one got its first response and the pushed update." : `**${starved} meshkey streams starved or missed the update.**`}
