@@ -15,7 +15,7 @@ import type { CancelWatch, DeltaWatchResponse, WatchNode } from "../cache/watch.
 import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
 import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, watchNodeOf } from "./node-info.js";
 import type { StreamDeps } from "./sotw.js";
-import { createStreamQueue } from "./stream-queue.js";
+import { createStreamQueue, serveStream } from "./stream-queue.js";
 
 interface DeltaTypeState {
   subscribed: Set<string>;
@@ -37,9 +37,6 @@ export async function* deltaStream(
   let node: WatchNode | undefined;
   let log = deps.logger;
   let nonces = 0;
-  let ended = false;
-  let closed = false;
-  let failure: unknown;
 
   const watch = (typeUrl: string, st: DeltaTypeState) => {
     st.cancel?.();
@@ -115,60 +112,33 @@ export async function* deltaStream(
     watch(typeUrl, st);
   };
 
-  const reader = (async () => {
-    try {
-      for await (const req of requests) {
-        if (signal.aborted || closed) break;
-        handle(req);
-      }
-    } catch (err) {
-      failure = err;
-    } finally {
-      ended = true;
-      queue.wake();
-    }
-  })();
-  const onAbort = () => queue.wake();
-  signal.addEventListener("abort", onAbort);
-
   try {
-    for (;;) {
-      if (signal.aborted) break;
-      if (failure !== undefined) throw ConnectError.from(failure);
-      const next = queue.take();
-      if (next) {
-        const st = states.get(next.typeUrl);
-        if (!st || !node) continue;
-        const nonce = String(++nonces);
-        st.nonce = nonce;
-        st.systemVersion = next.systemVersion;
-        for (const r of next.updated) st.known.set(r.name, r.version);
-        for (const n of next.removed) st.known.delete(n);
-        tracker.sent(node.id, next.typeUrl, next.systemVersion, nonce, next.updated.length);
-        const response = create(DeltaDiscoveryResponseSchema, {
-          systemVersionInfo: next.systemVersion,
-          typeUrl: next.typeUrl,
-          nonce,
-          resources: next.updated.map((r) => ({ name: r.name, version: r.version, resource: r.any })),
-          removedResources: next.removed,
-        });
-        // Keep watching: what was just sent is now known, so only later changes answer.
-        if (st.cancel === undefined) watch(next.typeUrl, st);
-        yield response;
-        continue;
-      }
-      if (ended) break;
-      await queue.wait();
-    }
+    yield* serveStream(requests, signal, queue, handle, (next) => {
+      const st = states.get(next.typeUrl);
+      if (!st || !node) return undefined;
+      const nonce = String(++nonces);
+      st.nonce = nonce;
+      st.systemVersion = next.systemVersion;
+      for (const r of next.updated) st.known.set(r.name, r.version);
+      for (const n of next.removed) st.known.delete(n);
+      tracker.sent(node.id, next.typeUrl, next.systemVersion, nonce, next.updated.length);
+      const response = create(DeltaDiscoveryResponseSchema, {
+        systemVersionInfo: next.systemVersion,
+        typeUrl: next.typeUrl,
+        nonce,
+        resources: next.updated.map((r) => ({ name: r.name, version: r.version, resource: r.any })),
+        removedResources: next.removed,
+      });
+      // Keep watching: what was just sent is now known, so only later changes answer.
+      if (st.cancel === undefined) watch(next.typeUrl, st);
+      return response;
+    });
   } finally {
-    closed = true;
-    signal.removeEventListener("abort", onAbort);
     for (const st of states.values()) st.cancel?.();
     if (node) {
       log.debug("ADS stream closed");
       watcher.closeNode(node.id);
       tracker.streamClosed(node.id);
     }
-    void reader;
   }
 }

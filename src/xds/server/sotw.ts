@@ -14,7 +14,7 @@ import {
 import type { CancelWatch, ConfigWatcher, WatchNode, WatchResponse } from "../cache/watch.js";
 import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
 import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, watchNodeOf } from "./node-info.js";
-import { createStreamQueue } from "./stream-queue.js";
+import { createStreamQueue, serveStream } from "./stream-queue.js";
 import type { SyncTracker } from "./sync-tracker.js";
 
 export interface StreamDeps {
@@ -47,9 +47,6 @@ export async function* sotwStream(
   let node: WatchNode | undefined;
   let log = deps.logger;
   let nonces = 0;
-  let ended = false;
-  let failure: unknown;
-  let closed = false;
 
   const handle = (req: DiscoveryRequest) => {
     if (!node) {
@@ -116,55 +113,28 @@ export async function* sotwStream(
     state.cancel = fired ? undefined : cancel;
   };
 
-  const reader = (async () => {
-    try {
-      for await (const req of requests) {
-        if (signal.aborted || closed) break;
-        handle(req);
-      }
-    } catch (err) {
-      failure = err;
-    } finally {
-      ended = true;
-      queue.wake();
-    }
-  })();
-  const onAbort = () => queue.wake();
-  signal.addEventListener("abort", onAbort);
-
   try {
-    for (;;) {
-      if (signal.aborted) break;
-      if (failure !== undefined) throw ConnectError.from(failure);
-      const next = queue.take();
-      if (next) {
-        const st = states.get(next.typeUrl);
-        if (!st || !node) continue;
-        const nonce = String(++nonces);
-        st.nonce = nonce;
-        st.versionSent = next.version;
-        st.sentNames = new Set(next.resources.map((r) => r.name));
-        tracker.sent(node.id, next.typeUrl, next.version, nonce, next.resources.length);
-        yield create(DiscoveryResponseSchema, {
-          versionInfo: next.version,
-          typeUrl: next.typeUrl,
-          nonce,
-          resources: next.resources.map((r) => r.any),
-        });
-        continue;
-      }
-      if (ended) break;
-      await queue.wait();
-    }
+    yield* serveStream(requests, signal, queue, handle, (next) => {
+      const st = states.get(next.typeUrl);
+      if (!st || !node) return undefined;
+      const nonce = String(++nonces);
+      st.nonce = nonce;
+      st.versionSent = next.version;
+      st.sentNames = new Set(next.resources.map((r) => r.name));
+      tracker.sent(node.id, next.typeUrl, next.version, nonce, next.resources.length);
+      return create(DiscoveryResponseSchema, {
+        versionInfo: next.version,
+        typeUrl: next.typeUrl,
+        nonce,
+        resources: next.resources.map((r) => r.any),
+      });
+    });
   } finally {
-    closed = true;
-    signal.removeEventListener("abort", onAbort);
     for (const st of states.values()) st.cancel?.();
     if (node) {
       log.debug("ADS stream closed");
       watcher.closeNode(node.id);
       tracker.streamClosed(node.id);
     }
-    void reader;
   }
 }

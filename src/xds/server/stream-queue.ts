@@ -1,3 +1,5 @@
+import { ConnectError } from "@connectrpc/connect";
+
 // The outgoing side of one ADS stream: at most one pending response per key
 // (a newer one replaces an older unsent one, so the queue is bounded by the number
 // of types), drained in rank order; and a wake-up for the writer loop.
@@ -45,4 +47,56 @@ export function createStreamQueue<T>(): StreamQueue<T> {
     wait: () => new Promise<void>((resolve) => (waiter = resolve)),
     wake,
   };
+}
+
+/**
+ * Runs the two halves of one bidi stream. A background reader hands each request
+ * to `onRequest` (an exception there ends the stream with it, as a ConnectError);
+ * the writer yields `respond(item)` for each item taken from the queue (undefined:
+ * nothing to send), until the client half-closes, the call is aborted or the
+ * reader failed. The caller releases its watches in a `finally` around this.
+ */
+export async function* serveStream<Req, T, Res>(
+  requests: AsyncIterable<Req>,
+  signal: AbortSignal,
+  queue: StreamQueue<T>,
+  onRequest: (req: Req) => void,
+  respond: (item: T) => Res | undefined,
+): AsyncGenerator<Res> {
+  let ended = false;
+  let failure: unknown;
+  let closed = false;
+  const reader = (async () => {
+    try {
+      for await (const req of requests) {
+        if (signal.aborted || closed) break;
+        onRequest(req);
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      ended = true;
+      queue.wake();
+    }
+  })();
+  const onAbort = () => queue.wake();
+  signal.addEventListener("abort", onAbort);
+  try {
+    for (;;) {
+      if (signal.aborted) break;
+      if (failure !== undefined) throw ConnectError.from(failure);
+      const item = queue.take();
+      if (item !== undefined) {
+        const response = respond(item);
+        if (response !== undefined) yield response;
+        continue;
+      }
+      if (ended) break;
+      await queue.wait();
+    }
+  } finally {
+    closed = true;
+    signal.removeEventListener("abort", onAbort);
+    void reader;
+  }
 }
