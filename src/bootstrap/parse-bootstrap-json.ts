@@ -13,7 +13,7 @@
 import { ScalarType, fromJson, type DescField, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
 import { AnySchema, type Any } from "@bufbuild/protobuf/wkt";
 import { BootstrapSchema, type Bootstrap } from "../../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
-import { envoyTypeRegistry } from "../envoy/index.js";
+import { envoyTypeRegistry, fieldByJsonKey } from "../envoy/index.js";
 
 type Step = DescField | number | string;
 
@@ -25,21 +25,6 @@ interface FoundAny {
 /** Parsed Any payloads by their exact JSON text (bounded: cleared when full). */
 const MAX_MEMO = 256;
 const memo = new Map<string, { typeUrl: string; value: Uint8Array }>();
-
-const fieldIndex = new WeakMap<DescMessage, Map<string, DescField>>();
-
-function fieldByJsonKey(schema: DescMessage, key: string): DescField | undefined {
-  let idx = fieldIndex.get(schema);
-  if (!idx) {
-    idx = new Map();
-    for (const f of schema.fields) {
-      idx.set(f.name, f);
-      idx.set(f.jsonName, f);
-    }
-    fieldIndex.set(schema, idx);
-  }
-  return idx.get(key);
-}
 
 function isObject(v: unknown): v is Record<string, JsonValue> {
   return typeof v === "object" && v !== null && !Array.isArray(v);

@@ -4,7 +4,7 @@ export { envoyTypeRegistry, envoyRegistryFiles } from "./type-registry.js";
 export { type ValidationIssue, formatIssues, displayPath } from "./issue-path.js";
 export { validateMessage, validateTree, type MessageVisitor } from "./validate-message.js";
 export { compileFieldRules, compilePattern, type CompiledRules } from "./compile-rules.js";
-export { ConfigSchemaError, parseMessageJson } from "./parse-message-json.js";
+export { ConfigSchemaError, parseMessageJson, fieldByJsonKey } from "./parse-message-json.js";
 export {
   parseEnvoyConfig,
   detectConfigKind,

@@ -20,7 +20,8 @@ export class ConfigSchemaError extends Error {
 
 const fieldIndex = new WeakMap<DescMessage, Map<string, DescField>>();
 
-function fieldByJsonKey(schema: DescMessage, key: string): DescField | undefined {
+/** The field a proto JSON key names (its proto name or its lowerCamel JSON name). */
+export function fieldByJsonKey(schema: DescMessage, key: string): DescField | undefined {
   let idx = fieldIndex.get(schema);
   if (!idx) {
     idx = new Map();
