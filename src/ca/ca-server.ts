@@ -19,9 +19,14 @@ export interface CaServerOptions {
   listen: { host: string; port: number };
   logger?: Logger;
   registry?: Registry;
+  /** Lifetime of the server's own TLS certificate (default 30 days); renewed at half-life. */
+  serverCertTtlSeconds?: number;
 }
 
 /** DNS names on the CA endpoint's certificate (besides the listen IP). */
+/** Lifetime of the CA server's own TLS certificate; it is renewed at half-life. */
+export const SERVER_CERT_TTL_SECONDS = 30 * 24 * 3600;
+
 export const CA_SERVER_DNS_NAMES = ["istiod.istio-system.svc", "istiod.istio-system.svc.cluster.local", "localhost"];
 
 /** The largest CreateCertificate request accepted (a CSR is ~0.5–2 KiB). */
@@ -116,12 +121,35 @@ export async function startCaServer(options: CaServerOptions): Promise<RunningGr
   if (host === "::" || host === "::1") ips.add("::1");
   const dnsNames = [...CA_SERVER_DNS_NAMES];
   if (!isIP(host) && !dnsNames.includes(host)) dnsNames.push(host);
-  const serverCert = options.ca.issueServerCertificate({ dnsNames, ips: [...ips] });
+  const ca = options.ca;
+  const ttlSeconds = options.serverCertTtlSeconds ?? SERVER_CERT_TTL_SECONDS;
+  let serverCert = ca.issueServerCertificate({ dnsNames, ips: [...ips] }, ttlSeconds);
   const server = await startGrpcServer({
     routes: caRoutes(options),
     listen: options.listen,
     tls: { key: serverCert.privateKeyPem, cert: serverCert.certChainPem },
     maxMessageBytes: MAX_REQUEST_BYTES,
   });
-  return Object.assign(server, { tlsCertPem: serverCert.certChainPem });
+  // The server's own certificate is renewed at half its life, for as long as the process runs.
+  const renewEveryMs = Math.min(2 ** 31 - 1, Math.max(1_000, (ttlSeconds * 1000) / 2));
+  const renewal = setInterval(() => {
+    try {
+      serverCert = ca.issueServerCertificate({ dnsNames, ips: [...ips] }, ttlSeconds);
+      server.setTlsCertificate({ key: serverCert.privateKeyPem, cert: serverCert.certChainPem });
+      options.logger?.info({ validForSeconds: ttlSeconds }, "CA server certificate renewed");
+    } catch (err) {
+      options.logger?.error({ err: (err as Error).message }, "cannot renew the CA server certificate; the current one stays");
+    }
+  }, renewEveryMs);
+  renewal.unref();
+  const close = server.close.bind(server);
+  const running = Object.assign(server, {
+    close(graceMs?: number) {
+      clearInterval(renewal);
+      return close(graceMs);
+    },
+  });
+  // A getter (Object.assign would copy today's value): callers see the renewed certificate.
+  Object.defineProperty(running, "tlsCertPem", { get: () => serverCert.certChainPem, enumerable: true });
+  return running as typeof running & { readonly tlsCertPem: string };
 }

@@ -41,7 +41,13 @@ export interface RunningGrpcServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
+/** What startGrpcServer returns: a running server that can also change its TLS certificate. */
+export interface StartedGrpcServer extends RunningGrpcServer {
+  /** Serves a new key and certificate on new TLS connections (TLS servers only). */
+  setTlsCertificate(tls: { key: string | Buffer; cert: string | Buffer }): void;
+}
+
+export async function startGrpcServer(options: GrpcServerOptions): Promise<StartedGrpcServer> {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   let shuttingDown = false;
 
@@ -123,6 +129,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     address,
     port,
     sessionCount: () => sessions.size,
+    setTlsCertificate(tls) {
+      if (!options.tls) throw new Error(`${address} is not a TLS server`);
+      (server as http2.Http2SecureServer).setSecureContext({ ...options.tls, key: tls.key, cert: tls.cert });
+    },
     close(graceMs = 2_000) {
       closing ??= (async () => {
         shuttingDown = true;

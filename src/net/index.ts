@@ -6,4 +6,5 @@ export {
   type GrpcServerTls,
   type ListenAddress,
   type RunningGrpcServer,
+  type StartedGrpcServer,
 } from "./grpc-server.js";

@@ -180,4 +180,34 @@ test("200 concurrent requests from 4 connections each get their own certificate"
   }
 });
 
+test("the server's own certificate is renewed at half-life while it runs; new TLS connections get the new one", async () => {
+  const tls = await import("node:tls");
+  const short = await startCaServer({
+    ca,
+    authenticator: createJwtAuthenticator({ jwks: { keys: issuer.jwks }, issuer: issuer.issuer }),
+    listen: { host: "127.0.0.1", port: 0 },
+    serverCertTtlSeconds: 4,
+  });
+  const peerSerial = () =>
+    new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ host: "127.0.0.1", port: short.port, ca: ca.rootCertPem, servername: "localhost", ALPNProtocols: ["h2"] }, () => {
+        const serial = s.getPeerCertificate().serialNumber;
+        s.destroy();
+        resolve(serial);
+      });
+      s.on("error", reject);
+    });
+  try {
+    const first = await peerSerial();
+    const firstPem = short.tlsCertPem;
+    await new Promise((r) => setTimeout(r, 2_600));
+    const second = await peerSerial();
+    assert.is.not(second, first, "the served certificate was not renewed");
+    assert.is.not(short.tlsCertPem, firstPem, "tlsCertPem must show the renewed certificate");
+    assert.is(verifyChain(dir.path, [short.tlsCertPem, ca.rootCertPem], "sslserver").status, 0);
+  } finally {
+    await short.close();
+  }
+});
+
 test.run();
