@@ -112,8 +112,11 @@ test("split roles: an agent with --ca-provider istio gets working certificates f
     assert.is(material.spiffeId, "spiffe://cluster.local/ns/bar/sa/httpbin");
     const root = new X509Certificate(readFileSync(join(caDir, "state", "root-cert.pem")));
     const chain = material.certChainPem.split(/(?<=-----END CERTIFICATE-----)\s*/).filter(Boolean).map((p) => new X509Certificate(p));
-    assert.ok(chain[0]!.checkIssued(chain[chain.length - 1]!) || chain.length > 1);
-    assert.ok(chain[chain.length - 1]!.verify(root.publicKey) || chain[0]!.verify(root.publicKey), "chain does not lead to the CA's root");
+    // Leaf first; each certificate is signed by the next, the last by the CA-only process's root.
+    for (let i = 0; i < chain.length; i++) {
+      const issuer = chain[i + 1] ?? root;
+      assert.ok(chain[i]!.checkIssued(issuer) && chain[i]!.verify(issuer.publicKey), `chain[${i}] is not issued by ${issuer.subject || "the root"}`);
+    }
     assert.is(material.trustedCaPem.trim(), readFileSync(join(caDir, "state", "root-cert.pem"), "utf8").trim());
   } finally {
     await client.c?.close();
