@@ -6,7 +6,7 @@ import { AnySchema, anyUnpack, type Any } from "@bufbuild/protobuf/wkt";
 import { ConfigDumpSchema } from "../../gen/envoy/admin/v3/config_dump_pb.js";
 import { BootstrapSchema, type Bootstrap } from "../../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
 import { DiscoveryResponseSchema } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
-import { indexPath, joinPath, type ValidationIssue } from "./issue-path.js";
+import { indexPath, joinPath, keyPath, type ValidationIssue } from "./issue-path.js";
 import { ConfigSchemaError, parseMessageJson } from "./parse-message-json.js";
 import { envoyTypeRegistry } from "./type-registry.js";
 
@@ -43,6 +43,25 @@ function typeNameOf(typeUrl: string): string {
   return typeUrl.slice(typeUrl.lastIndexOf("/") + 1);
 }
 
+/**
+ * meshkey's own snapshot form (`meshkey render`, `/debug/config_dump`):
+ * `{node?, generation?, resources: {<type URL>: {version?, resources: [Any…]}}}`.
+ * Returns the per-type lists, or undefined when `obj` is not that form.
+ */
+function snapshotTypeLists(obj: Record<string, unknown>): Array<[string, unknown[]]> | undefined {
+  const res = obj.resources;
+  if (typeof res !== "object" || res === null || Array.isArray(res)) return undefined;
+  if (!Object.keys(obj).every((k) => k === "resources" || k === "node" || k === "generation")) return undefined;
+  const lists: Array<[string, unknown[]]> = [];
+  for (const [typeUrl, entry] of Object.entries(res)) {
+    if (!typeUrl.startsWith("type.googleapis.com/")) return undefined;
+    const items = (entry as { resources?: unknown } | null)?.resources;
+    if (!Array.isArray(items)) return undefined;
+    lists.push([typeUrl, items]);
+  }
+  return lists;
+}
+
 /** Which kind of config `input` (parsed JSON/YAML) looks like. */
 export function detectConfigKind(input: unknown): EnvoyConfigKind {
   if (Array.isArray(input)) return "resources";
@@ -56,6 +75,7 @@ export function detectConfigKind(input: unknown): EnvoyConfigKind {
   if ("configs" in obj) return "config_dump";
   const keys = Object.keys(obj);
   if ("resources" in obj && keys.every((k) => DISCOVERY_RESPONSE_KEYS.has(k))) return "resources";
+  if (snapshotTypeLists(obj)) return "resources";
   return "bootstrap";
 }
 
@@ -100,13 +120,20 @@ export function parseEnvoyConfig(input: unknown, kind: EnvoyConfigKind | "auto" 
       return { kind: k, roots: [{ schema, message: parseMessageJson(schema, input), path: "" }] };
     }
     case "resources": {
-      if (!Array.isArray(input)) {
+      const lists = Array.isArray(input)
+        ? [["", input] as [string, unknown[]]]
+        : typeof input === "object" && input !== null
+          ? snapshotTypeLists(input as Record<string, unknown>)
+          : undefined;
+      if (!lists) {
         return { kind: k, roots: [{ schema: DiscoveryResponseSchema, message: parseMessageJson(DiscoveryResponseSchema, input), path: "" }] };
       }
       const roots: ParsedRoot[] = [];
       const issues: ValidationIssue[] = [];
-      input.forEach((item, i) => {
-        const path = `[${i}]`;
+      const items = lists.flatMap(([typeUrl, list]) =>
+        list.map((item, i) => ({ item, path: typeUrl === "" ? `[${i}]` : indexPath(joinPath(keyPath("resources", typeUrl), "resources"), i) })),
+      );
+      items.forEach(({ item, path }) => {
         try {
           roots.push({ schema: AnySchema, message: parseMessageJson(AnySchema, item, { rootPath: path }), path });
         } catch (err) {
