@@ -7,9 +7,8 @@ import {
   type DeltaDiscoveryRequest,
   type DeltaDiscoveryResponse,
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
-import type { SecretItem, SecretWatch } from "./secret-cache.js";
 import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { checkNameCount, checkTypeUrl, nackReport, subscribe, type SessionContext } from "./session-context.js";
+import { checkNameCount, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./session-context.js";
 
 export interface DeltaSession {
   onRequest(request: DeltaDiscoveryRequest): void;
@@ -18,23 +17,16 @@ export interface DeltaSession {
 }
 
 export function createDeltaSession(ctx: SessionContext<DeltaDiscoveryResponse>, streamId: string): DeltaSession {
-  const subs = new Map<string, SecretWatch | undefined>();
-  const sent = new Map<string, string>();
-  const nacked = new Map<string, string>();
-  let outstanding: { nonce: string; names: string[]; versions: string[] } | undefined;
+  const subs = createStreamSubscriptions(ctx, () => maybeSend());
+  let outstanding: OutstandingResponse | undefined;
   let first = true;
   let version = 0;
   let nonce = 0;
-  let closed = false;
 
   function maybeSend(): void {
-    if (closed || outstanding) return;
-    const items: SecretItem[] = [];
-    for (const w of subs.values()) {
-      const item = w?.current();
-      if (!item || sent.get(item.name) === item.version || nacked.get(item.name) === item.version) continue;
-      items.push(item);
-    }
+    if (subs.closed || outstanding) return;
+    // Incremental: only secrets whose version the client has not got (nor rejected).
+    const items = subs.current().filter((it) => subs.sent.get(it.name) !== it.version && subs.nacked.get(it.name) !== it.version);
     if (items.length === 0) return;
     const n = `${streamId}-${++nonce}`;
     const init: MessageInitShape<typeof DeltaDiscoveryResponseSchema> = {
@@ -43,52 +35,31 @@ export function createDeltaSession(ctx: SessionContext<DeltaDiscoveryResponse>, 
       nonce: n,
       resources: items.map((it) => ({ name: it.name, version: it.version, resource: packSecret(it) })),
     };
-    for (const it of items) sent.set(it.name, it.version);
-    outstanding = { nonce: n, names: items.map((i) => i.name), versions: items.map((i) => i.version) };
+    outstanding = subs.recordSent(items, n);
     ctx.send(create(DeltaDiscoveryResponseSchema, init), items);
   }
 
   return {
     onRequest(req) {
-      if (closed) return;
+      if (subs.closed) return;
       checkTypeUrl(req.typeUrl, SECRET_TYPE_URL);
       if (first) {
         first = false;
-        for (const [name, v] of Object.entries(req.initialResourceVersions)) sent.set(name, v);
+        for (const [name, v] of Object.entries(req.initialResourceVersions)) subs.sent.set(name, v);
       }
       if (req.responseNonce !== "" && outstanding && req.responseNonce === outstanding.nonce) {
-        if (req.errorDetail) {
-          for (let i = 0; i < outstanding.names.length; i++) nacked.set(outstanding.names[i]!, outstanding.versions[i]!);
-          ctx.onNack(nackReport(outstanding.names, outstanding.versions, req.errorDetail));
-        }
+        subs.settle(outstanding, req.errorDetail);
         outstanding = undefined;
       }
-      for (const name of req.resourceNamesUnsubscribe) {
-        subs.get(name)?.cancel();
-        subs.delete(name);
-        sent.delete(name);
-        nacked.delete(name);
-      }
+      for (const name of req.resourceNamesUnsubscribe) subs.remove(name);
       for (const name of req.resourceNamesSubscribe) {
         if (subs.has(name)) continue;
-        checkNameCount(subs.size + 1);
-        subs.set(name, undefined);
-        const w = subscribe(ctx, name, (item) => {
-          if (item.name === name && sent.get(name) !== item.version) maybeSend();
-        });
-        if (closed) {
-          w?.cancel();
-          return;
-        }
-        subs.set(name, w);
+        checkNameCount(subs.size() + 1);
+        subs.add(name);
       }
       maybeSend();
     },
-    names: () => [...subs.keys()],
-    close() {
-      closed = true;
-      for (const w of subs.values()) w?.cancel();
-      subs.clear();
-    },
+    names: () => subs.names(),
+    close: () => subs.close(),
   };
 }

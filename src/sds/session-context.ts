@@ -66,3 +66,92 @@ export function checkTypeUrl(typeUrl: string, expected: string): void {
     throw new ConnectError(`unsupported type URL "${typeUrl}": this server only serves ${expected}`, Code.InvalidArgument);
   }
 }
+
+/** A response the client has not answered yet: which versions of which names it carried. */
+export interface OutstandingResponse {
+  nonce: string;
+  names: string[];
+  versions: string[];
+}
+
+/**
+ * The names one stream watches, and per name the version last sent and the version
+ * the client NACKed. Shared by the SotW and delta sessions, which differ only in how
+ * a request changes the names and in the response they build.
+ */
+export interface StreamSubscriptions {
+  /** Set once the session closed (possibly from inside a subscribe, e.g. a revoked token). */
+  readonly closed: boolean;
+  readonly sent: Map<string, string>;
+  readonly nacked: Map<string, string>;
+  has(name: string): boolean;
+  size(): number;
+  names(): string[];
+  /** Each watched name's current secret (names still being issued are left out). */
+  current(): SecretItem[];
+  /** Watches `name` (no-op if already watched); `onChange` runs when it has a version not yet sent. */
+  add(name: string): void;
+  remove(name: string): void;
+  /** Marks `items` as sent in the response with `nonce`; returns it as the outstanding response. */
+  recordSent(items: readonly SecretItem[], nonce: string): OutstandingResponse;
+  /** The client answered `outstanding`: a NACK (error_detail) remembers every version it rejected. */
+  settle(outstanding: OutstandingResponse, errorDetail: Status | undefined): void;
+  close(): void;
+}
+
+export function createStreamSubscriptions<Res>(ctx: SessionContext<Res>, onChange: () => void): StreamSubscriptions {
+  const watches = new Map<string, SecretWatch | undefined>();
+  const sent = new Map<string, string>();
+  const nacked = new Map<string, string>();
+  let closed = false;
+  return {
+    get closed() {
+      return closed;
+    },
+    sent,
+    nacked,
+    has: (name) => watches.has(name),
+    size: () => watches.size,
+    names: () => [...watches.keys()],
+    current() {
+      const items: SecretItem[] = [];
+      for (const w of watches.values()) {
+        const item = w?.current();
+        if (item) items.push(item);
+      }
+      return items;
+    },
+    add(name) {
+      if (closed || watches.has(name)) return;
+      watches.set(name, undefined); // an unknown name stays remembered, so it is reported once
+      const w = subscribe(ctx, name, (item) => {
+        if (item.name === name && sent.get(name) !== item.version) onChange();
+      });
+      if (closed) {
+        w?.cancel();
+        return;
+      }
+      watches.set(name, w);
+    },
+    remove(name) {
+      watches.get(name)?.cancel();
+      watches.delete(name);
+      sent.delete(name);
+      nacked.delete(name);
+    },
+    recordSent(items, nonce) {
+      for (const it of items) sent.set(it.name, it.version);
+      return { nonce, names: items.map((i) => i.name), versions: items.map((i) => i.version) };
+    },
+    settle(outstanding, errorDetail) {
+      if (!errorDetail) return;
+      for (let i = 0; i < outstanding.names.length; i++) nacked.set(outstanding.names[i]!, outstanding.versions[i]!);
+      ctx.onNack(nackReport(outstanding.names, outstanding.versions, errorDetail));
+    },
+    close() {
+      closed = true;
+      for (const w of watches.values()) w?.cancel();
+      watches.clear();
+    },
+  };
+}
