@@ -5,8 +5,10 @@
 // connect-node ADS handler (the raw limit). Bounded: < 2 minutes in all.
 import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { cpus, loadavg } from "node:os";
-import { startBareAdsServer } from "./xds/bare-ads-server.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { startBareServers } from "./load/bare-servers.js";
 import { parseMesh, translateForNode } from "../src/mesh/index.js";
 import { createMeshController, createSnapshotCache, snapshotFromResources, startXdsServer, TypeUrl } from "../src/xds/index.js";
 import { writeBenchmarkSection } from "./report.js";
@@ -106,10 +108,13 @@ for (const n of SIZES) {
   // The raw limit: the same streams on a bare connect-node handler (no cache, no state), when time allows.
   let b: Measure | undefined;
   if (Date.now() < DEADLINE - 40_000 || n <= 1000) {
-    const bare = await startBareAdsServer(currentEdsAny());
+    // The load bench's bare handlers; only their ADS side is used here (the SDS socket stays idle).
+    const socketDir = mkdtempSync(join(tmpdir(), "meshkey-bench-bare-"));
+    const bare = await startBareServers(join(socketDir, "uds_path"), { ads: currentEdsAny(), secret: currentEdsAny() });
     let v = 0;
-    b = await measure(n, bare.server.port, () => bare.push(`bare-${++v}`));
-    await bare.server.close(1000);
+    b = await measure(n, bare.ads.port, () => bare.push(`bare-${++v}`));
+    await bare.close();
+    rmSync(socketDir, { recursive: true, force: true });
     console.log(
       `bare connect-node, ${n} streams: heap ${kib(b.heapPerStream)}/stream; change ACKed by all in ${b.changeMs.toFixed(0)} ms; CPU ${b.cpuPerPushUs.toFixed(1)} µs/push`,
     );

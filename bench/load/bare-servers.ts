@@ -1,4 +1,4 @@
-// The raw limit for bench/load.bench.ts: connect-node ADS (TCP) and SDS (Unix socket)
+// The raw limit for bench/load.bench.ts and bench/xds.bench.ts: connect-node ADS (TCP) and SDS (Unix socket)
 // handlers with no authentication, no cache and no protocol state. Each stream's first
 // request is answered with a fixed response; push() sends one more to every stream;
 // later requests (ACKs) are read and ignored.
