@@ -16,12 +16,15 @@ import {
   createKeyAndCsr,
   openCertificateAuthority,
   openDevTokenIssuer,
+  readCertificateInfo,
   type CertificateAuthority,
   type DevTokenIssuer,
   type TokenAuthenticator,
 } from "../../src/ca/index.js";
 import { MeshError, parseMesh } from "../../src/mesh/index.js";
 import { csrArb, meshYamlArb, mutatedTokenArb, randomTokenArb } from "./support/arbitraries.js";
+
+const equalArrays = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 const runs = Number(process.env.FUZZ_RUNS ?? 200);
 const seed = Number(process.env.FUZZ_SEED ?? 20261123);
@@ -77,8 +80,8 @@ test("random and mutated CSRs are rejected with InvalidRequestError, never signe
       async (csr) => {
         try {
           const chain = await ca.sign(csr, { namespace: "foo", serviceAccount: "sleep" });
-          // Only a CSR whose signature still verifies may pass, and the SAN is the caller's.
-          return chain.length >= 2 && csr.length > 0;
+          // Only a CSR whose signature still verifies may pass, and then the SAN is the caller's.
+          return chain.length >= 2 && equalArrays(readCertificateInfo(chain[0]!).uriSans, ["spiffe://cluster.local/ns/foo/sa/sleep"]);
         } catch (err) {
           return err instanceof InvalidRequestError;
         }
