@@ -15,6 +15,7 @@ import { stringify as toYaml } from "yaml";
 import { BootstrapSchema, type Bootstrap } from "../../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
 import { canonicalMessageJson, ConfigSchemaError, formatIssues, parseEnvoyConfig, validateParsedConfig } from "../envoy/index.js";
 import { parseBootstrapJson } from "./parse-bootstrap-json.js";
+import { CONTROL_PLANE_IDENTITY, controlPlaneDnsName } from "../ca/index.js";
 
 export type BootstrapRole = "sidecar" | "pilot" | "ingress" | "mixer-like";
 export const BOOTSTRAP_ROLES: readonly BootstrapRole[] = ["sidecar", "pilot", "ingress", "mixer-like"];
@@ -31,13 +32,22 @@ export interface BootstrapOptions {
   trustDomain?: string;
   /** Envoy node cluster (default `<serviceAccount>.<namespace>`). */
   nodeCluster?: string;
-  /** Control plane ADS address host:port (sidecar; default 127.0.0.1:15010). */
+  /** Control plane ADS address host:port (sidecar; default 127.0.0.1:15010, serve's plaintext --xds-listen). */
   xdsAddress?: string;
+  /**
+   * Reach ADS over mTLS (serve's --xds-tls-listen, default 127.0.0.1:15011): the
+   * SDS `default` certificate as client certificate, the server checked against
+   * ROOTCA and the control plane's SPIFFE ID. Default false: plaintext.
+   */
+  xdsTls?: boolean;
   /** SDS Unix socket path (default /var/run/sds/uds_path). */
   sdsSocket?: string;
   /** Service-account token file sent to SDS (default /var/run/secrets/tokens/istio-token). */
   tokenPath?: string;
-  /** Control plane identity: namespace and service account (default istio-system / istiod). */
+  /**
+   * Control plane identity: namespace and service account (default istio-system /
+   * istiod). Sidecars expect it of the ADS server; the pilot role runs as it.
+   */
   controlPlaneNamespace?: string;
   controlPlaneServiceAccount?: string;
   /** TLS SNI for the control plane (default istiod.<controlPlaneNamespace>.svc). */
@@ -70,7 +80,8 @@ const DEFAULT_TEMPLATE_DIR = fileURLToPath(new URL("../../templates/", import.me
 
 const ROLE_DEFAULTS: Record<BootstrapRole, { listenPort: number; localPort: number; namespace: string; serviceAccount: string }> = {
   sidecar: { listenPort: 0, localPort: 0, namespace: "default", serviceAccount: "default" },
-  pilot: { listenPort: 15011, localPort: 15010, namespace: "istio-system", serviceAccount: "istio-pilot-service-account" },
+  // The pilot role's identity defaults to the control plane's (controlPlaneNamespace/ServiceAccount).
+  pilot: { listenPort: 15011, localPort: 15010, namespace: CONTROL_PLANE_IDENTITY.namespace, serviceAccount: CONTROL_PLANE_IDENTITY.serviceAccount },
   ingress: { listenPort: 8443, localPort: 8080, namespace: "istio-system", serviceAccount: "istio-ingressgateway-service-account" },
   "mixer-like": { listenPort: 15004, localPort: 9091, namespace: "istio-system", serviceAccount: "istio-mixer-service-account" },
 };
@@ -155,12 +166,14 @@ export function bootstrapContext(opts: BootstrapOptions): Record<string, unknown
   if (!BOOTSTRAP_ROLES.includes(opts.role)) throw new BootstrapError(`unknown role ${JSON.stringify(opts.role)} (one of ${BOOTSTRAP_ROLES.join(", ")})`);
   if (!opts.nodeId) throw new BootstrapError("missing required option nodeId (--node-id)");
   const d = ROLE_DEFAULTS[opts.role];
-  const namespace = nonEmpty(opts.namespace, d.namespace, "namespace");
-  const serviceAccount = nonEmpty(opts.serviceAccount, d.serviceAccount, "serviceAccount");
+  const cpNamespace = nonEmpty(opts.controlPlaneNamespace, CONTROL_PLANE_IDENTITY.namespace, "controlPlaneNamespace");
+  const cpServiceAccount = nonEmpty(opts.controlPlaneServiceAccount, CONTROL_PLANE_IDENTITY.serviceAccount, "controlPlaneServiceAccount");
+  const isPilot = opts.role === "pilot";
+  const namespace = nonEmpty(opts.namespace, isPilot ? cpNamespace : d.namespace, "namespace");
+  const serviceAccount = nonEmpty(opts.serviceAccount, isPilot ? cpServiceAccount : d.serviceAccount, "serviceAccount");
   const trustDomain = nonEmpty(opts.trustDomain, "cluster.local", "trustDomain");
-  const cpNamespace = nonEmpty(opts.controlPlaneNamespace, "istio-system", "controlPlaneNamespace");
-  const cpServiceAccount = nonEmpty(opts.controlPlaneServiceAccount, "istiod", "controlPlaneServiceAccount");
-  const xds = parseHostPort(opts.xdsAddress ?? "127.0.0.1:15010", "xdsAddress");
+  const xdsTls = opts.xdsTls ?? false;
+  const xds = parseHostPort(opts.xdsAddress ?? (xdsTls ? "127.0.0.1:15011" : "127.0.0.1:15010"), "xdsAddress");
   const sdsSocket = nonEmpty(opts.sdsSocket, "/var/run/sds/uds_path", "sdsSocket");
   return {
     role: opts.role,
@@ -172,10 +185,12 @@ export function bootstrapContext(opts: BootstrapOptions): Record<string, unknown
     spiffeId: `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`,
     trustDomainPrefix: `spiffe://${trustDomain}/`,
     controlPlaneSpiffeId: `spiffe://${trustDomain}/ns/${cpNamespace}/sa/${cpServiceAccount}`,
-    controlPlaneSni: nonEmpty(opts.controlPlaneSni, `istiod.${cpNamespace}.svc`, "controlPlaneSni"),
+    controlPlaneSni: nonEmpty(opts.controlPlaneSni, controlPlaneDnsName(cpNamespace), "controlPlaneSni"),
+    xdsTls,
     xdsHost: xds.host,
     xdsPort: xds.port,
     xdsClusterType: isIP(xds.host) ? "STATIC" : "STRICT_DNS",
+    sdsSocket,
     sdsTargetUri: `unix:${sdsSocket}`,
     tokenPath: nonEmpty(opts.tokenPath, "/var/run/secrets/tokens/istio-token", "tokenPath"),
     adminPort: checkPort(opts.adminPort ?? 15000, "adminPort"),

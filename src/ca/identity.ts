@@ -7,6 +7,14 @@ export interface WorkloadIdentity {
   serviceAccount: string;
 }
 
+/**
+ * The control plane's own workload identity: the SAN of meshkey's mTLS ADS server
+ * certificate, what sidecars check it against, and what a pilot-role Envoy runs as.
+ */
+export const CONTROL_PLANE_IDENTITY: WorkloadIdentity = { namespace: "istio-system", serviceAccount: "istiod" };
+/** DNS name of the control plane's certificate and the sidecars' TLS SNI (`istiod.<ns>.svc`). */
+export const controlPlaneDnsName = (namespace: string) => `istiod.${namespace}.svc`;
+
 /** What a verified credential says. */
 export interface AuthenticatedCaller extends WorkloadIdentity {
   subject: string;

@@ -1,7 +1,7 @@
 // The CA part's public API: root / plugged-in CA, issuance, token
 // authentication (JWT, TokenReview, dev issuer) and the CreateCertificate server.
 export type { KeyType, WorkloadIdentity, AuthenticatedCaller } from "./identity.js";
-export { spiffeIdOf } from "./identity.js";
+export { spiffeIdOf, CONTROL_PLANE_IDENTITY, controlPlaneDnsName } from "./identity.js";
 export { AuthenticationError, InvalidRequestError } from "./errors.js";
 export {
   createJwtAuthenticator,

@@ -292,7 +292,7 @@ export function describeRunningMeshkey(m: RunningMeshkey): string {
       "",
       "Point an Envoy at it:",
       `  npx meshkey token --namespace foo --service-account sleep --state-dir ${m.config.stateDir} > istio-token`,
-      `  npx meshkey bootstrap --role sidecar --node-id sidecar~127.0.0.1~sleep-1.foo~foo.svc.cluster.local \\`,
+      `  npx meshkey bootstrap --role sidecar --node-id sidecar~127.0.1.2~sleep-1.foo~foo.svc.cluster.local \\`,
       `      --namespace foo --service-account sleep --trust-domain ${m.config.trustDomain} \\`,
       `      --xds-address ${m.addresses.xds} --sds-socket ${socket} --token-path "$PWD/istio-token" -o envoy.json`,
       `  envoy -c envoy.json`,

@@ -18,7 +18,7 @@ export {
 export { parseMesh, loadMeshFile } from "./parse-mesh.js";
 export { defaultMesh, defaultMeshYaml } from "./default-mesh.js";
 export { watchMeshFile, type MeshWatcher } from "./watch-mesh-file.js";
-export { nodeKind, sidecarIdentity, workloadServices, type NodeInfo, type NodeKind, type SidecarIdentity } from "./node-info.js";
+export { nodeKind, sidecarIdentity, workloadServices, NODE_METADATA_SDS_SOCKET, NODE_METADATA_SDS_TOKEN_PATH, type NodeInfo, type NodeKind, type SidecarIdentity } from "./node-info.js";
 export type { ResourceSet, TranslateOptions } from "./translate/resource-set.js";
 export { translateForNode } from "./translate/translate-for-node.js";
 export { checkConsistency, collectReferences, type References } from "./translate/consistency.js";

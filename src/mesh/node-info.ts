@@ -8,6 +8,10 @@ export interface NodeInfo {
   metadata?: Record<string, unknown>;
 }
 
+/** Node metadata keys naming the sidecar's SDS socket and token file (written by `meshkey bootstrap`). */
+export const NODE_METADATA_SDS_SOCKET = "SDS_SOCKET";
+export const NODE_METADATA_SDS_TOKEN_PATH = "SDS_TOKEN_PATH";
+
 export type NodeKind = "sidecar" | "proxyless";
 
 export interface SidecarIdentity {
@@ -15,6 +19,14 @@ export interface SidecarIdentity {
   podName: string;
   namespace: string;
   serviceAccount: string | undefined;
+  /**
+   * Where this Envoy's SDS agent listens and which token file it sends, from the
+   * node metadata `meshkey bootstrap` writes (SDS_SOCKET, SDS_TOKEN_PATH). Several
+   * sidecars on one host each read their own token, so the pushed SDS config
+   * source must name the node's file, not one server-wide default.
+   */
+  sdsSocketPath?: string;
+  tokenPath?: string;
 }
 
 export function nodeKind(node: NodeInfo): NodeKind {
@@ -40,11 +52,15 @@ export function sidecarIdentity(node: NodeInfo): SidecarIdentity {
     namespace = dot > 0 ? podDotNs.slice(dot + 1) : (parts[3]!.split(".")[0] ?? "");
   }
   ip = str("INSTANCE_IPS")?.split(",")[0] ?? ip;
+  const sdsSocketPath = str(NODE_METADATA_SDS_SOCKET);
+  const tokenPath = str(NODE_METADATA_SDS_TOKEN_PATH);
   return {
     ip,
     podName: str("POD_NAME") ?? podName,
     namespace: str("NAMESPACE") ?? namespace,
     serviceAccount: str("SERVICE_ACCOUNT"),
+    ...(sdsSocketPath ? { sdsSocketPath } : {}),
+    ...(tokenPath ? { tokenPath } : {}),
   };
 }
 

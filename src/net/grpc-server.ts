@@ -12,6 +12,9 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 /** Largest gRPC message accepted or sent by default (4 MiB, gRPC's own default). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
+/** host, host:port or [v6]:port with the characters a URL's authority may hold unescaped. */
+const USABLE_AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::\d{1,5})?$/;
+
 export type ListenAddress = { host: string; port: number } | { path: string };
 
 export interface GrpcServerTls {
@@ -80,7 +83,20 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Start
     }
     return entry.handler;
   };
-  const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => adapterFor(req.stream.session as http2.ServerHttp2Session)(req, res);
+  const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    // Envoy's google_grpc client on a Unix socket sends the percent-encoded socket
+    // path as :authority ("tmp%2Fsds%2Fuds_path"); connect builds a URL from it and
+    // throws. The authority means nothing to these servers, so an unusable one is
+    // replaced rather than allowed to fail the call (or, uncaught, the process).
+    const authority = req.headers[":authority"];
+    if (typeof authority !== "string" || !USABLE_AUTHORITY.test(authority)) req.headers[":authority"] = "localhost";
+    try {
+      adapterFor(req.stream.session as http2.ServerHttp2Session)(req, res);
+    } catch {
+      if (!res.headersSent) res.writeHead(400).end();
+      else req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  };
 
   const server: http2.Http2Server | http2.Http2SecureServer = options.tls
     ? http2.createSecureServer(

@@ -95,7 +95,8 @@ for (const role of BOOTSTRAP_ROLES) {
   });
 
   test(`${role}: every sds_config is the seeds' config source, identical everywhere`, () => {
-    const { text } = renderBootstrap({ ...goldenOptions(role), sdsSocket: "/run/sds.sock", tokenPath: "/run/token" });
+    // The sidecar's only TLS context is the one of mTLS ADS (--xds-tls).
+    const { text } = renderBootstrap({ ...goldenOptions(role), sdsSocket: "/run/sds.sock", tokenPath: "/run/token", xdsTls: role === "sidecar" });
     const found = sdsConfigs(JSON.parse(text));
     assert.ok(found.length >= 2, `expected SDS configs for default and ROOTCA, got ${found.length}`);
     const expected = seedsSdsConfig("/run/sds.sock", "/run/token");
@@ -111,8 +112,43 @@ test("golden files have no orphans (UPDATE_GOLDEN=1 removes them)", () => {
   if (!updatingGoldens()) assert.equal(orphans, []);
 });
 
-test("sidecar: ADS over the mTLS xds-grpc cluster, SAN = the control plane's SPIFFE ID", () => {
-  const { text } = renderBootstrap({ role: "sidecar", nodeId: "n", trustDomain: "example.org", xdsAddress: "istiod.istio-system.svc:15012" });
+test("sidecar: by default ADS is plaintext to serve's --xds-listen default, 127.0.0.1:15010", () => {
+  const { text } = renderBootstrap({ role: "sidecar", nodeId: "n" });
+  const b: Json = JSON.parse(text);
+  const xds = b.static_resources.clusters[0];
+  assert.is(xds.name, "xds-grpc");
+  assert.is(xds.type, "STATIC");
+  assert.equal(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address, { address: "127.0.0.1", port_value: 15010 });
+  assert.is(xds.transport_socket, undefined);
+});
+
+test("sidecar: node metadata names the SDS socket and token file the control plane must push", () => {
+  const { text } = renderBootstrap({ role: "sidecar", nodeId: "n", sdsSocket: "/run/a/uds", tokenPath: "/run/a/token" });
+  const md = JSON.parse(text).node.metadata;
+  assert.is(md.SDS_SOCKET, "/run/a/uds");
+  assert.is(md.SDS_TOKEN_PATH, "/run/a/token");
+});
+
+test("sidecar --xds-tls: the default address is serve's --xds-tls-listen default, 127.0.0.1:15011", () => {
+  const { text } = renderBootstrap({ role: "sidecar", nodeId: "n", xdsTls: true });
+  const xds = JSON.parse(text).static_resources.clusters[0];
+  assert.equal(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address, { address: "127.0.0.1", port_value: 15011 });
+});
+
+test("pilot: runs as the control-plane identity sidecars expect of ADS (one setting)", () => {
+  for (const cp of [{}, { controlPlaneNamespace: "mesh-cp", controlPlaneServiceAccount: "meshkey" }]) {
+    const pilot: Json = JSON.parse(renderBootstrap({ role: "pilot", nodeId: "p", ...cp }).text);
+    const sidecar: Json = JSON.parse(renderBootstrap({ role: "sidecar", nodeId: "s", xdsTls: true, ...cp }).text);
+    const expected = sidecar.static_resources.clusters[0].transport_socket.typed_config.common_tls_context.combined_validation_context
+      .default_validation_context.match_typed_subject_alt_names[0].matcher.exact;
+    assert.is(pilot.node.metadata.SPIFFE_ID, expected);
+  }
+  const pilot: Json = JSON.parse(renderBootstrap({ role: "pilot", nodeId: "p" }).text);
+  assert.is(pilot.node.metadata.SPIFFE_ID, "spiffe://cluster.local/ns/istio-system/sa/istiod");
+});
+
+test("sidecar --xds-tls: ADS over the mTLS xds-grpc cluster, SAN = the control plane's SPIFFE ID", () => {
+  const { text } = renderBootstrap({ role: "sidecar", nodeId: "n", trustDomain: "example.org", xdsAddress: "istiod.istio-system.svc:15012", xdsTls: true });
   const b: Json = JSON.parse(text);
   assert.equal(b.dynamic_resources.ads_config.grpc_services, [{ envoy_grpc: { cluster_name: "xds-grpc" } }]);
   assert.is(b.dynamic_resources.ads_config.transport_api_version, "V3");

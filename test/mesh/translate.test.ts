@@ -129,10 +129,10 @@ test("sdsMode envoy_grpc points every SDS reference at the static sds-grpc clust
   }
 });
 
-test("a STRICT sidecar's inbound listener requires client certificates on its own service port", () => {
+test("a STRICT sidecar's inbound listener on <pod IP>:<workload port> requires client certificates and hands off to 127.0.0.1", () => {
   const set = translateForNode(defaultMesh, sleepFoo, opts);
   const inbound = set.listeners.filter((l) => l.name.startsWith("inbound_"));
-  assert.equal(inbound.map((l) => l.name), ["inbound_127.0.1.2_80"]);
+  assert.equal(inbound.map((l) => l.name), ["inbound_127.0.1.2_10081"]);
   const l = inbound[0]!;
   assert.is(l.filterChains.length, 1);
   assert.is(l.listenerFilters.length, 0);
@@ -145,13 +145,13 @@ test("a STRICT sidecar's inbound listener requires client certificates on its ow
   assert.is(hcm.httpFilters.at(-1)!.name, "envoy.filters.http.router");
   const inCluster = cluster(set, "inbound|80||");
   const ep = inCluster.loadAssignment!.endpoints[0]!.lbEndpoints[0]!.hostIdentifier.value as { address: { address: { value: { address: string; portSpecifier: { value: number } } } } };
-  assert.equal([ep.address.address.value.address, ep.address.address.value.portSpecifier.value], ["127.0.1.2", 10080]);
+  assert.equal([ep.address.address.value.address, ep.address.address.value.portSpecifier.value], ["127.0.0.1", 10081]);
 });
 
 test("a PERMISSIVE sidecar accepts mTLS and plaintext (tls_inspector, two filter chains)", () => {
   const set = translateForNode(modes, { id: "sidecar~10.0.2.1~web-0.permissive~permissive.svc.cluster.local" }, opts);
   const inbound = set.listeners.filter((l) => l.name.startsWith("inbound_"));
-  assert.equal(inbound.map((l) => l.name), ["inbound_10.0.2.1_8080", "inbound_10.0.2.1_9090"]);
+  assert.equal(inbound.map((l) => l.name), ["inbound_10.0.2.1_18080", "inbound_10.0.2.1_19090"]);
   for (const l of inbound) {
     assert.equal(l.listenerFilters.map((f) => f.name), ["envoy.filters.listener.tls_inspector"]);
     assert.equal(l.filterChains.map((c) => [c.filterChainMatch?.transportProtocol, c.transportSocket !== undefined]), [["tls", true], ["raw_buffer", false]]);
@@ -169,9 +169,9 @@ test("a DISABLE sidecar serves plaintext only, and clusters to DISABLE namespace
   assert.ok(upstreamTls(cluster(set, "outbound|8080||web.permissive.svc.cluster.local")));
 });
 
-test("outbound HTTP ports are RDS-over-ADS listeners with the router last; TCP ports use tcp_proxy", () => {
+test("outbound HTTP ports are RDS-over-ADS listeners on the pod IP with the router last; TCP ports use tcp_proxy", () => {
   const set = translateForNode(modes, { id: "sidecar~10.0.1.1~echo-0.strict~strict.svc.cluster.local" }, opts);
-  const http = set.listeners.find((l) => l.name === "127.0.0.1_8080")!;
+  const http = set.listeners.find((l) => l.name === "10.0.1.1_8080")!;
   const hcm = hcmOf(http);
   assert.is(hcm.routeSpecifier.case, "rds");
   const rds = hcm.routeSpecifier.value as { routeConfigName: string; configSource: { configSourceSpecifier: { case: string }; resourceApiVersion: number } };
@@ -181,7 +181,7 @@ test("outbound HTTP ports are RDS-over-ADS listeners with the router last; TCP p
   assert.equal(hcm.httpFilters.map((f) => f.name), ["envoy.filters.http.router"]);
   const route = set.routes.find((r) => r.name === "8080")!;
   assert.ok(route.virtualHosts[0]!.domains.includes("web.permissive.svc.cluster.local:8080"));
-  const tcp = set.listeners.find((l) => l.name === "127.0.0.1_5432")!;
+  const tcp = set.listeners.find((l) => l.name === "10.0.1.1_5432")!;
   assert.is(anyUnpack(tcp.filterChains[0]!.filters[0]!.configType.value as never, TcpProxySchema)!.clusterSpecifier.value, "outbound|5432||db.legacy.svc.cluster.local");
 });
 
@@ -213,7 +213,7 @@ test("a proxyless gRPC node gets API listeners, routes, EDS clusters and localit
 
 test("node metadata NAMESPACE / SERVICE_ACCOUNT choose the workload when the node id is not Istio's", () => {
   const set = translateForNode(defaultMesh, { id: "my-envoy", metadata: { NAMESPACE: "bar", SERVICE_ACCOUNT: "httpbin" } }, opts);
-  assert.equal(set.listeners.filter((l) => l.name.startsWith("inbound_")).map((l) => l.name), ["inbound_127.0.2.1_8000"]);
+  assert.equal(set.listeners.filter((l) => l.name.startsWith("inbound_")).map((l) => l.name), ["inbound_127.0.2.1_18002"]);
 });
 
 test("the consistency check names what a resource refers to that does not exist", () => {
@@ -225,14 +225,40 @@ test("the consistency check names what a resource refers to that does not exist"
   assert.ok(problems.some((p) => p.includes("EDS load assignment")), problems.join("\n"));
 });
 
-test("a sidecar on the outbound bind address keeps its inbound listener; the clashing outbound one is left out", () => {
-  const mesh = parseMesh("services:\n  - name: web\n    namespace: foo\n    ports: [{port: 8000, protocol: HTTP}]\n    endpoints: [{address: 127.0.0.1, port: 18000}]\n");
+test("a sidecar whose workload port equals a service port keeps its inbound listener; the clashing outbound one is left out", () => {
+  const mesh = parseMesh("services:\n  - name: web\n    namespace: foo\n    ports: [{port: 8000, protocol: HTTP}]\n    endpoints: [{address: 127.0.0.1, port: 8000}]\n");
   const set = translateForNode(mesh, { id: "sidecar~127.0.0.1~web-0.foo~foo.svc.cluster.local" }, opts);
   assert.equal(set.listeners.map((l) => l.name), ["inbound_127.0.0.1_8000"]);
   assert.equal(checkConsistency(set), []);
   const clash = { ...set, listeners: [...set.listeners, ...translateForNode(mesh, { id: "sidecar~10.9.9.9~x-0.bar~bar.svc.cluster.local" }, opts).listeners] };
   clash.listeners.push({ ...set.listeners[0]!, name: "dup" });
   assert.ok(checkConsistency(clash).some((p) => p.includes("both bind 127.0.0.1:8000")));
+});
+
+test("sidecars with distinct pod IPs bind distinct addresses: outbound <pod IP>:<service port>, inbound <pod IP>:<workload port>", () => {
+  const a = translateForNode(defaultMesh, { id: "sidecar~127.0.1.1~httpbin-1.foo~foo.svc.cluster.local" }, opts);
+  const b = translateForNode(defaultMesh, { id: "sidecar~127.0.2.1~httpbin-1.bar~bar.svc.cluster.local" }, opts);
+  const bound = (set: typeof a) =>
+    set.listeners
+      .map((l) => (l.address?.address.case === "socketAddress" ? `${l.address.address.value.address}:${l.address.address.value.portSpecifier.value}` : ""))
+      .sort();
+  assert.equal(bound(a), ["127.0.1.1:18001", "127.0.1.1:80", "127.0.1.1:8000"]);
+  assert.equal(bound(b), ["127.0.2.1:18002", "127.0.2.1:80", "127.0.2.1:8000"]);
+  // A caller's EDS endpoint is the callee's inbound listener.
+  const cla = a.endpoints.find((e) => e.clusterName === "outbound|8000||httpbin.bar.svc.cluster.local")!;
+  const ep = cla.endpoints[0]!.lbEndpoints[0]!.hostIdentifier.value as { address: { address: { value: { address: string; portSpecifier: { value: number } } } } };
+  assert.equal([ep.address.address.value.address, ep.address.address.value.portSpecifier.value], ["127.0.2.1", 18002]);
+});
+
+test("node metadata SDS_SOCKET / SDS_TOKEN_PATH name the node's own SDS socket and token file in every SDS reference", () => {
+  const node = { id: "sidecar~127.0.1.2~sleep-1.foo~foo.svc.cluster.local", metadata: { SDS_SOCKET: "/run/n1/uds", SDS_TOKEN_PATH: "/run/n1/token" } };
+  const refs = collectReferences(translateForNode(defaultMesh, node, opts));
+  assert.ok(refs.sdsConfigs.length > 0);
+  for (const s of refs.sdsConfigs) {
+    const json = JSON.stringify(toJson(ConfigSourceSchema, s.sdsConfig!, { registry: resourceTypeRegistry }));
+    assert.ok(json.includes('"targetUri":"unix:/run/n1/uds"'), json);
+    assert.ok(json.includes('"filename":"/run/n1/token"'), json);
+  }
 });
 
 test("translation is pure: same input, equal output, the model untouched", () => {

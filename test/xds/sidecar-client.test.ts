@@ -114,8 +114,8 @@ test("every SDS config source the sidecar received serialises to the same bytes 
   assert.equal([...refs.secrets].sort(), ["ROOTCA", "default"]);
 });
 
-test("the sidecar's inbound listener for sleep (port 80) requires client certificates", () => {
-  const inbound = listeners.find((l) => l.name === "inbound_10.0.0.1_80");
+test("the sidecar's inbound listener for sleep (workload port 10081) requires client certificates", () => {
+  const inbound = listeners.find((l) => l.name === "inbound_10.0.0.1_10081");
   assert.ok(inbound, listeners.map((l) => l.name).join(", "));
   const down = anyUnpack(inbound!.filterChains[0]!.transportSocket!.configType.value as never, DownstreamTlsContextSchema)!;
   assert.is(down.requireClientCertificate, true);
@@ -126,12 +126,12 @@ test("like Envoy warming, every EDS and RDS name the clusters and listeners refe
   const edsNames = clusters.filter((c) => c.clusterDiscoveryType.case === "type" && c.clusterDiscoveryType.value === 3).map((c) => c.name);
   const eds = (await ask(TypeUrl.Endpoint, edsNames)).resources.map((a) => fromBinary(ClusterLoadAssignmentSchema, a.value));
   assert.equal(eds.map((e) => e.clusterName).sort(), [...edsNames].sort());
-  // A sidecar's callers connect to the destination sidecar's inbound listener: the endpoint IP, the service port.
+  // A sidecar's callers connect to the destination sidecar's inbound listener: the endpoint IP and workload port.
   const httpbinFoo = eds.find((e) => e.clusterName === "outbound|8000||httpbin.foo.svc.cluster.local")!;
   const sa = httpbinFoo.endpoints[0]!.lbEndpoints[0]!.hostIdentifier;
   assert.is(sa.case, "endpoint");
   if (sa.case === "endpoint" && sa.value.address?.address.case === "socketAddress") {
-    assert.equal([sa.value.address.address.value.address, sa.value.address.address.value.portSpecifier.value], ["127.0.1.1", 8000]);
+    assert.equal([sa.value.address.address.value.address, sa.value.address.address.value.portSpecifier.value], ["127.0.1.1", 18001]);
   }
   const rdsNames = [...collectReferences({ clusters: [], endpoints: [], listeners, routes: [] }).routes];
   const rds = (await ask(TypeUrl.Route, rdsNames)).resources.map((a) => fromBinary(RouteConfigurationSchema, a.value));

@@ -12,7 +12,15 @@ Options:
   --namespace NS            workload namespace (sidecar default: default)
   --service-account SA      workload service account (sidecar default: default)
   --trust-domain TD         SPIFFE trust domain (default cluster.local)
-  --xds-address HOST:PORT   control plane ADS address (default 127.0.0.1:15010)
+  --xds-address HOST:PORT   control plane ADS address (default 127.0.0.1:15010, serve's
+                            plaintext --xds-listen; with --xds-tls 127.0.0.1:15011)
+  --xds-tls                 reach ADS over mTLS (serve's --xds-tls-listen): the SDS
+                            certificate as client certificate, the server checked
+                            against ROOTCA and the control-plane identity
+  --control-plane-identity NS/SA
+                            the control plane's namespace/service account: what
+                            sidecars expect of ADS, what --role pilot runs as
+                            (default istio-system/istiod)
   --sds-socket PATH         SDS Unix socket (default /var/run/sds/uds_path)
   --token-path PATH         token file sent to SDS (default /var/run/secrets/tokens/istio-token)
   --listen-port N           mTLS listener port of pilot|ingress|mixer-like (15011|8443|15004)
@@ -24,7 +32,10 @@ Options:
 Exit status: 0 rendered, 1 the bootstrap could not be rendered, 2 usage error.
 
 Example:
-  meshkey bootstrap --role sidecar --node-id sidecar~10.0.0.1~httpbin.foo --namespace foo --service-account httpbin -o envoy.json`;
+  meshkey bootstrap --role sidecar --node-id sidecar~127.0.1.1~httpbin-1.foo~foo.svc.cluster.local \\
+    --namespace foo --service-account httpbin --xds-address 127.0.0.1:15010 \\
+    --sds-socket /var/run/sds/uds_path --token-path ./istio-token --admin-port 15000 -o envoy.json
+  envoy -c envoy.json`;
 
 function port(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -44,6 +55,8 @@ export const command: CliCommand = {
         "service-account": { type: "string" },
         "trust-domain": { type: "string" },
         "xds-address": { type: "string" },
+        "xds-tls": { type: "boolean" },
+        "control-plane-identity": { type: "string" },
         "sds-socket": { type: "string" },
         "token-path": { type: "string" },
         "listen-port": { type: "string" },
@@ -57,6 +70,12 @@ export const command: CliCommand = {
       if (!BOOTSTRAP_ROLES.includes(role)) throw new UsageError(`--role must be one of ${BOOTSTRAP_ROLES.join(", ")}`);
       if (!values["node-id"]) throw new UsageError("--node-id is required");
       const format = values.format ?? "json";
+      let controlPlane: { controlPlaneNamespace: string; controlPlaneServiceAccount: string } | undefined;
+      if (values["control-plane-identity"] !== undefined) {
+        const m = /^([^/\s]+)\/([^/\s]+)$/.exec(values["control-plane-identity"]);
+        if (!m) throw new UsageError(`--control-plane-identity must be NAMESPACE/SERVICE_ACCOUNT, got ${JSON.stringify(values["control-plane-identity"])}`);
+        controlPlane = { controlPlaneNamespace: m[1]!, controlPlaneServiceAccount: m[2]! };
+      }
       if (format !== "json" && format !== "yaml") throw new UsageError("--format must be json or yaml");
       let text: string;
       try {
@@ -67,6 +86,8 @@ export const command: CliCommand = {
           serviceAccount: values["service-account"],
           trustDomain: values["trust-domain"],
           xdsAddress: values["xds-address"],
+          xdsTls: values["xds-tls"] ?? false,
+          ...controlPlane,
           sdsSocket: values["sds-socket"],
           tokenPath: values["token-path"],
           listenPort: port(values["listen-port"], "--listen-port"),

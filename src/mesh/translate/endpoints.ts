@@ -12,15 +12,11 @@ export function socketAddress(address: string, port: number) {
   return { address: { case: "socketAddress" as const, value: { address, portSpecifier: { case: "portValue" as const, value: port } } } };
 }
 
-/**
- * `portOf` chooses where a caller connects: the workload's own port (proxyless
- * clients) or the service port on the workload's IP (a sidecar's inbound listener).
- */
+/** Callers connect to the workload's own port on its IP (a sidecar's inbound listener takes it). */
 export function loadAssignment(
   clusterName: string,
   svc: MeshService,
   port: MeshPort,
-  portOf: (ep: MeshEndpoint) => number = (ep) => targetPort(svc, port, ep),
 ): ClusterLoadAssignment {
   const groups = new Map<string, MeshEndpoint[]>();
   for (const ep of svc.endpoints) {
@@ -34,7 +30,7 @@ export function loadAssignment(
       locality: { region: l.region, zone: l.zone, subZone: l.subZone },
       loadBalancingWeight: eps.reduce((sum, e) => sum + e.weight, 0),
       lbEndpoints: eps.map((e) => ({
-        hostIdentifier: { case: "endpoint" as const, value: { address: socketAddress(e.address, portOf(e)) } },
+        hostIdentifier: { case: "endpoint" as const, value: { address: socketAddress(e.address, targetPort(svc, port, e)) } },
         loadBalancingWeight: e.weight,
       })),
     };

@@ -29,6 +29,8 @@ import { byName, type ResourceSet, type TranslateOptions } from "./resource-set.
 import { downstreamTlsSocket, upstreamTlsSocket } from "./tls.js";
 
 const CONNECT_TIMEOUT = { seconds: 10n };
+/** Where the inbound side hands plaintext to the application. */
+const LOCAL_APP_ADDRESS = "127.0.0.1";
 const isHttp = (p: MeshPort) => p.protocol === "HTTP" || p.protocol === "GRPC";
 const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -140,11 +142,14 @@ function inbound(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): 
     const ep = svc.endpoints.find((e) => e.address === id.ip) ?? svc.endpoints[0];
     const ip = id.ip || ep?.address || "0.0.0.0";
     for (const port of svc.ports) {
+      // The inbound listener takes the workload's own port on the pod IP (where
+      // callers' EDS endpoints point) and hands the plaintext to the app on
+      // 127.0.0.1 at that port, as Istio's inbound clusters did before 1.10.
+      const workloadPort = ep ? targetPort(svc, port, ep) : port.port;
       // Two services of one workload on the same port share its one inbound listener (the first wins).
-      if (listeners.some((l) => l.name === inboundListenerName(ip, port.port))) continue;
+      if (listeners.some((l) => l.name === inboundListenerName(ip, workloadPort))) continue;
       const clusterName = inboundClusterName(port.port);
       if (!clusters.has(clusterName)) {
-        const workloadPort = ep ? targetPort(svc, port, ep) : port.port;
         clusters.set(
           clusterName,
           create(ClusterSchema, {
@@ -155,7 +160,7 @@ function inbound(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): 
             ...(port.protocol === "GRPC" ? http2Upstream() : {}),
             loadAssignment: {
               clusterName,
-              endpoints: [{ lbEndpoints: [{ hostIdentifier: { case: "endpoint", value: { address: socketAddress(ep?.address ?? "127.0.0.1", workloadPort) } } }] }],
+              endpoints: [{ lbEndpoints: [{ hostIdentifier: { case: "endpoint", value: { address: socketAddress(LOCAL_APP_ADDRESS, workloadPort) } } }] }],
             },
           }),
         );
@@ -201,8 +206,8 @@ function inbound(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): 
       }
       listeners.push(
         create(ListenerSchema, {
-          name: inboundListenerName(ip, port.port),
-          address: socketAddress(ip, port.port),
+          name: inboundListenerName(ip, workloadPort),
+          address: socketAddress(ip, workloadPort),
           trafficDirection: TrafficDirection.INBOUND,
           listenerFilters: mode === "PERMISSIVE" ? [tlsInspector()] : [],
           filterChains: chains,
@@ -219,15 +224,21 @@ export function listenerAddress(l: Listener): string {
   return a?.case === "socketAddress" ? `${a.value.address}:${a.value.portSpecifier.value ?? ""}` : "";
 }
 
-export function translateSidecar(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): ResourceSet {
-  const bind = opts.outboundBindAddress ?? "127.0.0.1";
+export function translateSidecar(mesh: MeshModel, id: SidecarIdentity, meshOpts: TranslateOptions): ResourceSet {
+  const opts: TranslateOptions = {
+    ...meshOpts,
+    sdsSocketPath: id.sdsSocketPath ?? meshOpts.sdsSocketPath,
+    tokenPath: id.tokenPath ?? meshOpts.tokenPath,
+  };
+  // Outbound listeners bind the pod IP, so sidecars with distinct IPs share a host.
+  const bind = id.ip || opts.outboundBindAddress || "127.0.0.1";
   const clusters: Cluster[] = [];
   const endpoints = [];
   for (const svc of mesh.services) {
     for (const port of svc.ports) {
       clusters.push(outboundCluster(mesh, svc, port, opts));
-      // A sidecar's caller connects to the destination sidecar's inbound listener: <ip>:<service port>.
-      endpoints.push(loadAssignment(outboundClusterName(port.port, svc.host), svc, port, () => port.port));
+      // A caller connects to the destination sidecar's inbound listener: <pod IP>:<workload port>.
+      endpoints.push(loadAssignment(outboundClusterName(port.port, svc.host), svc, port));
     }
   }
   const inb = inbound(mesh, id, opts);
