@@ -228,6 +228,25 @@ test("CSDS reports SYNCED after an ACK and ERROR with the message after a NACK",
   assert.ok(byName.get("a")!.xdsConfig!.typeUrl.endsWith("Cluster"));
 });
 
+test("CSDS clears the error state once a later version is ACKed; syncz keeps the NACK and counts the responses", async () => {
+  h.cache.setSnapshot("test-node", snap({ LDS: { l: "1" } }));
+  const s = h.sotw();
+  await s.send(req(TypeUrl.Listener));
+  const bad = await s.next();
+  await s.send(req(TypeUrl.Listener, [], bad, { versionInfo: "", errorDetail: { code: 3, message: "listener l rejected" } }));
+  await s.nothing(100);
+  const nacked = (await h.csds.fetchClientStatus({ node: { id: "test-node" } })).config[0]!.genericXdsConfigs[0]!;
+  assert.equal([nacked.configStatus, nacked.errorState?.details], [ConfigStatus.ERROR, "listener l rejected"]);
+  h.cache.setSnapshot("test-node", snap({ LDS: { l: "2" } }));
+  const good = await s.next();
+  await s.send(req(TypeUrl.Listener, [], good));
+  await s.nothing(100);
+  const synced = (await h.csds.fetchClientStatus({ node: { id: "test-node" } })).config[0]!.genericXdsConfigs[0]!;
+  assert.equal([synced.configStatus, synced.errorState], [ConfigStatus.SYNCED, undefined]);
+  const t = h.server.syncStatus()[0]!.types[0]!;
+  assert.equal([t.lastNack?.version, t.versionAcked, t.responses], [bad.versionInfo, good.versionInfo, 2]);
+});
+
 test("CSDS streaming answers each request; a node filter selects one node", async () => {
   h.cache.setSnapshot("test-node", snap({ CDS: { a: "1" } }));
   h.cache.setSnapshot("other", snap({ CDS: { b: "1" } }));

@@ -21,6 +21,12 @@ function statusOf(t: TypeSyncStatus | undefined, currentVersion: string): [Confi
   return [ConfigStatus.STALE, ClientResourceStatus.REQUESTED];
 }
 
+/**
+ * A NACK stops being the node's error state once a later version is ACKed (as Envoy's
+ * own error_state clears on the next good update); /debug/syncz keeps it as history.
+ */
+const recovered = (t: TypeSyncStatus) => t.versionAcked !== "" && t.versionAcked === t.versionSent && t.lastNack?.version !== t.versionSent;
+
 export function clientStatus(cache: SnapshotCache, tracker: SyncTracker, req: ClientStatusRequest): ClientStatusResponse {
   const wanted = req.node?.id;
   const config = tracker
@@ -40,7 +46,7 @@ export function clientStatus(cache: SnapshotCache, tracker: SyncTracker, req: Cl
             xdsConfig: r.any,
             configStatus,
             clientStatus,
-            ...(t?.lastNack ? { errorState: { details: t.lastNack.message, versionInfo: t.lastNack.version, lastUpdateAttempt: timestampFromDate(new Date(t.lastNack.at)) } } : {}),
+            ...(t?.lastNack && !recovered(t) ? { errorState: { details: t.lastNack.message, versionInfo: t.lastNack.version, lastUpdateAttempt: timestampFromDate(new Date(t.lastNack.at)) } } : {}),
           });
         }
       }

@@ -17,6 +17,8 @@ export interface TypeSyncStatus {
   nonceSent: string;
   versionAcked: string;
   lastNack: NackRecord | null;
+  /** Responses of this type sent to this node (over all its streams, since it connected). */
+  responses: number;
   synced: boolean;
 }
 
@@ -40,7 +42,7 @@ export interface SyncTracker {
 interface NodeEntry {
   streams: number;
   protocols: Set<"sotw" | "delta">;
-  types: Map<string, { versionSent: string; nonceSent: string; versionAcked: string; lastNack: NackRecord | null }>;
+  types: Map<string, { versionSent: string; nonceSent: string; versionAcked: string; lastNack: NackRecord | null; responses: number }>;
 }
 
 export function createSyncTracker(registry: Registry = new Registry()): SyncTracker {
@@ -56,7 +58,7 @@ export function createSyncTracker(registry: Registry = new Registry()): SyncTrac
     let n = nodes.get(nodeId);
     if (!n) nodes.set(nodeId, (n = { streams: 0, protocols: new Set(), types: new Map() }));
     let t = n.types.get(typeUrl);
-    if (!t) n.types.set(typeUrl, (t = { versionSent: "", nonceSent: "", versionAcked: "", lastNack: null }));
+    if (!t) n.types.set(typeUrl, (t = { versionSent: "", nonceSent: "", versionAcked: "", lastNack: null, responses: 0 }));
     return t;
   };
   const view = (nodeId: string, n: NodeEntry): NodeSyncStatus => ({
@@ -86,6 +88,7 @@ export function createSyncTracker(registry: Registry = new Registry()): SyncTrac
       const t = typeOf(nodeId, typeUrl);
       t.versionSent = version;
       t.nonceSent = nonce;
+      t.responses++;
       pushes.inc({ type: label(typeUrl) });
     },
     acked(nodeId, typeUrl, version) {
