@@ -8,8 +8,9 @@ import type { Logger } from "pino";
 import pino from "pino";
 import { Counter, Histogram, Registry } from "prom-client";
 import { IstioCertificateResponseSchema, IstioCertificateService } from "../../gen/istio/v1/auth/ca_pb.js";
-import { startGrpcServer, type RunningGrpcServer } from "../net/index.js";
-import { BuiltinCertificateAuthority, type CertificateAuthority } from "./certificate-authority.js";
+import { startGrpcServer, type RunningGrpcServer, type StartedGrpcServer } from "../net/index.js";
+import type { CertificateAuthority } from "./certificate-authority.js";
+import { createRenewingServerCertificate } from "./server-certificate.js";
 import { AuthenticationError, InvalidRequestError } from "./errors.js";
 import type { TokenAuthenticator } from "./jwt-authenticator.js";
 
@@ -24,9 +25,6 @@ export interface CaServerOptions {
 }
 
 /** DNS names on the CA endpoint's certificate (besides the listen IP). */
-/** Lifetime of the CA server's own TLS certificate; it is renewed at half-life. */
-export const SERVER_CERT_TTL_SECONDS = 30 * 24 * 3600;
-
 export const CA_SERVER_DNS_NAMES = ["istiod.istio-system.svc", "istiod.istio-system.svc.cluster.local", "localhost"];
 
 /** The largest CreateCertificate request accepted (a CSR is ~0.5–2 KiB). */
@@ -112,44 +110,42 @@ export function caRoutes(options: Omit<CaServerOptions, "listen">): (router: Con
 
 /** IstioCertificateService/CreateCertificate over TLS (server cert issued by the CA itself). */
 export async function startCaServer(options: CaServerOptions): Promise<RunningGrpcServer & { readonly tlsCertPem: string }> {
-  if (!(options.ca instanceof BuiltinCertificateAuthority)) {
-    throw new Error("startCaServer needs a CA opened with openCertificateAuthority (it issues the server's own certificate)");
-  }
   const ips = new Set<string>(["127.0.0.1"]);
   const host = options.listen.host.replace(/^\[|\]$/g, "");
   if (isIP(host) && host !== "0.0.0.0" && host !== "::") ips.add(host);
   if (host === "::" || host === "::1") ips.add("::1");
   const dnsNames = [...CA_SERVER_DNS_NAMES];
   if (!isIP(host) && !dnsNames.includes(host)) dnsNames.push(host);
-  const ca = options.ca;
-  const ttlSeconds = options.serverCertTtlSeconds ?? SERVER_CERT_TTL_SECONDS;
-  let serverCert = ca.issueServerCertificate({ dnsNames, ips: [...ips] }, ttlSeconds);
-  const server = await startGrpcServer({
-    routes: caRoutes(options),
-    listen: options.listen,
-    tls: { key: serverCert.privateKeyPem, cert: serverCert.certChainPem },
-    maxMessageBytes: MAX_REQUEST_BYTES,
-  });
   // The server's own certificate is renewed at half its life, for as long as the process runs.
-  const renewEveryMs = Math.min(2 ** 31 - 1, Math.max(1_000, (ttlSeconds * 1000) / 2));
-  const renewal = setInterval(() => {
-    try {
-      serverCert = ca.issueServerCertificate({ dnsNames, ips: [...ips] }, ttlSeconds);
-      server.setTlsCertificate({ key: serverCert.privateKeyPem, cert: serverCert.certChainPem });
-      options.logger?.info({ validForSeconds: ttlSeconds }, "CA server certificate renewed");
-    } catch (err) {
-      options.logger?.error({ err: (err as Error).message }, "cannot renew the CA server certificate; the current one stays");
-    }
-  }, renewEveryMs);
-  renewal.unref();
-  const close = server.close.bind(server);
-  const running = Object.assign(server, {
+  let server: StartedGrpcServer | undefined;
+  const serverCert = createRenewingServerCertificate({
+    ca: options.ca,
+    sans: { dnsNames, ips: [...ips] },
+    ...(options.serverCertTtlSeconds !== undefined ? { ttlSeconds: options.serverCertTtlSeconds } : {}),
+    onRenew: (cert) => server?.setTlsCertificate({ key: cert.privateKeyPem, cert: cert.certChainPem }),
+    name: "CA server",
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+  try {
+    server = await startGrpcServer({
+      routes: caRoutes(options),
+      listen: options.listen,
+      tls: { key: serverCert.current.privateKeyPem, cert: serverCert.current.certChainPem },
+      maxMessageBytes: MAX_REQUEST_BYTES,
+    });
+  } catch (err) {
+    serverCert.stop();
+    throw err;
+  }
+  const started = server;
+  const close = started.close.bind(started);
+  const running = Object.assign(started, {
     close(graceMs?: number) {
-      clearInterval(renewal);
+      serverCert.stop();
       return close(graceMs);
     },
   });
   // A getter (Object.assign would copy today's value): callers see the renewed certificate.
-  Object.defineProperty(running, "tlsCertPem", { get: () => serverCert.certChainPem, enumerable: true });
+  Object.defineProperty(running, "tlsCertPem", { get: () => serverCert.current.certChainPem, enumerable: true });
   return running as typeof running & { readonly tlsCertPem: string };
 }

@@ -25,4 +25,12 @@ export {
 export { createKeyAndCsr } from "./key-and-csr.js";
 export { readCertificateInfo, type CertificateInfo } from "./certificate-info.js";
 export { openDevTokenIssuer, DEV_ISSUER, DEV_JWKS_FILE, type DevTokenIssuer } from "./dev-token-issuer.js";
-export { startCaServer, caRoutes, bearerToken, CA_SERVER_DNS_NAMES, SERVER_CERT_TTL_SECONDS, type CaServerOptions } from "./ca-server.js";
+export { startCaServer, caRoutes, bearerToken, CA_SERVER_DNS_NAMES, type CaServerOptions } from "./ca-server.js";
+export {
+  createRenewingServerCertificate,
+  canIssueServerCertificates,
+  SERVER_CERT_TTL_SECONDS,
+  type RenewingServerCertificate,
+  type RenewingServerCertificateOptions,
+} from "./server-certificate.js";
+export type { IssuedServerCertificate } from "./certificate-authority.js";

@@ -7,6 +7,8 @@ import { dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import {
+  canIssueServerCertificates,
+  CONTROL_PLANE_IDENTITY,
   createJwtAuthenticator,
   createTokenReviewAuthenticator,
   openCertificateAuthority,
@@ -35,7 +37,7 @@ import { startControlPlane, type RunningControlPlane } from "./control-plane.js"
 export interface RunningMeshkey {
   readonly config: ServeConfig;
   /** Actual addresses (ports resolved when 0 was asked for). */
-  readonly addresses: { sds?: string; xds?: string; ca?: string; admin: string };
+  readonly addresses: { sds?: string; xds?: string; xdsTls?: string; ca?: string; admin: string };
   /** The trust anchor workloads get as ROOTCA (undefined in an agent-only process until first issuance). */
   readonly rootCertPem: string | undefined;
   readonly devIssuer: DevTokenIssuer | undefined;
@@ -57,7 +59,7 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
   const stops: Array<() => Promise<void> | void> = [];
   const ready: Record<string, boolean> = {};
   const debugPages: Record<string, DebugPage> = {};
-  const addresses: { sds?: string; xds?: string; ca?: string; admin: string } = { admin: "" };
+  const addresses: { sds?: string; xds?: string; xdsTls?: string; ca?: string; admin: string } = { admin: "" };
   let ca: CertificateAuthority | undefined;
   let devIssuer: DevTokenIssuer | undefined;
   let secretCache: SecretCache | undefined;
@@ -128,10 +130,13 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
     let controlPlane: RunningControlPlane | undefined;
     if (config.xds) {
       ready.xds = false;
-      controlPlane = await startControlPlane(config, sdsSocketPath, log.child({ part: "xds" }), registry);
+      // With the CA in this process, ADS is served over mTLS too (--xds-tls-listen).
+      const tlsCa = config.ca && canIssueServerCertificates(ca) ? ca : undefined;
+      controlPlane = await startControlPlane(config, sdsSocketPath, log.child({ part: "xds" }), registry, tlsCa);
       const cp = controlPlane;
       stops.push(() => cp.close());
       addresses.xds = cp.server.address;
+      if (cp.tlsServer) addresses.xdsTls = cp.tlsServer.address;
       debugPages.syncz = () => cp.syncStatus();
       debugPages.config_dump = (query) => {
         const node = query.get("node");
@@ -284,7 +289,8 @@ export function describeRunningMeshkey(m: RunningMeshkey): string {
   }
   if (m.addresses.ca) lines.push(`  CA             ${m.addresses.ca}  (IstioCertificateService, TLS)`);
   if (m.addresses.sds) lines.push(`  SDS            ${m.addresses.sds}`);
-  if (m.addresses.xds) lines.push(`  ADS            ${m.addresses.xds}`);
+  if (m.addresses.xds) lines.push(`  ADS            ${m.addresses.xds}  (plaintext)`);
+  if (m.addresses.xdsTls) lines.push(`  ADS-mTLS       ${m.addresses.xdsTls}  (server spiffe://${m.config.trustDomain}/ns/${CONTROL_PLANE_IDENTITY.namespace}/sa/${CONTROL_PLANE_IDENTITY.serviceAccount}, client certificate required)`);
   lines.push(`  admin          http://${m.addresses.admin}  (/readyz /metrics /debug/sds /debug/syncz)`);
   if (m.addresses.xds && m.addresses.sds) {
     const socket = m.addresses.sds.replace(/^unix:/, "");
@@ -297,8 +303,24 @@ export function describeRunningMeshkey(m: RunningMeshkey): string {
       `      --xds-address ${m.addresses.xds} --sds-socket ${socket} --token-path "$PWD/istio-token" -o envoy.json`,
       `  envoy -c envoy.json`,
     );
+    if (m.addresses.xdsTls) {
+      lines.push(
+        `  (or over mTLS: add --xds-tls and use --xds-address ${m.addresses.xdsTls})`,
+        "",
+        "Or put a pilot Envoy (the control plane's identity) in front of the plaintext ADS port:",
+        `  npx meshkey token --namespace ${CONTROL_PLANE_IDENTITY.namespace} --service-account ${CONTROL_PLANE_IDENTITY.serviceAccount} --state-dir ${m.config.stateDir} > istiod-token`,
+        `  npx meshkey bootstrap --role pilot --node-id sidecar~127.0.0.1~istiod-1.${CONTROL_PLANE_IDENTITY.namespace}~${CONTROL_PLANE_IDENTITY.namespace}.svc.cluster.local \\`,
+        `      --trust-domain ${m.config.trustDomain} --local-port ${portOf(m.addresses.xds)} --listen-address 127.0.0.1 --listen-port 15013 --admin-port 15001 \\`,
+        `      --sds-socket ${socket} --token-path "$PWD/istiod-token" -o pilot.json`,
+        `  envoy -c pilot.json --disable-hot-restart     # then sidecars: --xds-tls --xds-address 127.0.0.1:15013`,
+      );
+    }
   }
   return `${lines.join("\n")}\n`;
+}
+
+function portOf(address: string): string {
+  return address.slice(address.lastIndexOf(":") + 1);
 }
 
 export type { RunningGrpcServer };

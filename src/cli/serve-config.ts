@@ -20,6 +20,8 @@ export interface ServeConfig {
   /** Whether sdsSocket was chosen by the user (no fallback then). */
   sdsSocketExplicit: boolean;
   xdsListen: string;
+  /** mTLS ADS (server certificate from the in-process CA, client certificate required); only with the CA in process. */
+  xdsTlsListen: string;
   caListen: string;
   adminListen: string;
   certTtlSeconds: number;
@@ -56,6 +58,7 @@ const defaults: ServeConfig = {
   sdsSocket: DEFAULT_SDS_SOCKET,
   sdsSocketExplicit: false,
   xdsListen: "127.0.0.1:15010",
+  xdsTlsListen: "127.0.0.1:15011",
   caListen: "127.0.0.1:15012",
   adminListen: "127.0.0.1:15014",
   certTtlSeconds: 24 * 3600,
@@ -89,6 +92,7 @@ const stringKeys = {
   mesh: "mesh",
   "sds-socket": "sdsSocket",
   "xds-listen": "xdsListen",
+  "xds-tls-listen": "xdsTlsListen",
   "ca-listen": "caListen",
   "admin-listen": "adminListen",
   "cert-ttl": "certTtlSeconds",
@@ -126,6 +130,7 @@ export const serveConfigFileSchema = {
     mesh: { type: "string", minLength: 1 },
     "sds-socket": { type: "string", minLength: 1 },
     "xds-listen": { type: "string", pattern: hostPort },
+    "xds-tls-listen": { type: "string", pattern: hostPort },
     "ca-listen": { type: "string", pattern: hostPort },
     "admin-listen": { type: "string", pattern: hostPort },
     "cert-ttl": { anyOf: [{ type: "string", pattern: durationPattern }, { type: "number", exclusiveMinimum: 0 }] },
@@ -230,6 +235,12 @@ export function resolveServeConfig(argv: string[]): ServeConfig {
     else if (typeof file[key] === "boolean") raw[key] = file[key];
   }
   cfg.sdsSocketExplicit = flags["sds-socket"] !== undefined || file["sds-socket"] !== undefined;
+  // A process that asks the kernel for its ADS port (tests, the demo) gets a kernel-chosen
+  // mTLS ADS port too, unless it names one: many such processes share one host.
+  if (flags["xds-tls-listen"] === undefined && file["xds-tls-listen"] === undefined) {
+    const plain = /^(.*):0$/.exec(cfg.xdsListen);
+    if (plain) cfg.xdsTlsListen = `${plain[1]}:0`;
+  }
 
   const oneOf = <T extends string>(flag: string, value: string, allowed: readonly T[]): T => {
     if (!(allowed as readonly string[]).includes(value)) {
@@ -240,7 +251,7 @@ export function resolveServeConfig(argv: string[]): ServeConfig {
   cfg.keyType = oneOf("key-type", cfg.keyType, ["ec-p256", "rsa-2048"]);
   cfg.caProvider = oneOf("ca-provider", cfg.caProvider, ["builtin", "istio", "vault"]);
   cfg.logLevel = oneOf("log-level", cfg.logLevel, ["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
-  for (const flag of ["xds-listen", "ca-listen", "admin-listen"] as const) {
+  for (const flag of ["xds-listen", "xds-tls-listen", "ca-listen", "admin-listen"] as const) {
     parseHostPort(cfg[stringKeys[flag]], where(flag));
   }
   if (cfg.certTtlSeconds <= 0) throw new UsageError(`${where("cert-ttl")}: must be positive`);

@@ -6,7 +6,9 @@
 import * as http2 from "node:http2";
 import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { TLSSocket } from "node:tls";
+import type { X509Certificate } from "node:crypto";
+import { createContextKey, createContextValues, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 
 /** Largest gRPC message accepted or sent by default (4 MiB, gRPC's own default). */
@@ -14,6 +16,17 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /** host, host:port or [v6]:port with the characters a URL's authority may hold unescaped. */
 const USABLE_AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::\d{1,5})?$/;
+
+/**
+ * The client certificate of the call's connection, as the TLS handshake verified it
+ * against `tls.ca` (TLS servers with requestCert only; undefined otherwise).
+ */
+const PEER_CERTIFICATE = createContextKey<X509Certificate | undefined>(undefined, { description: "TLS peer certificate" });
+
+/** The verified client certificate of the connection a call came on (TLS servers with requestCert), else undefined. */
+export function peerCertificateOf(ctx: HandlerContext): X509Certificate | undefined {
+  return ctx.values.get(PEER_CERTIFICATE);
+}
 
 export type ListenAddress = { host: string; port: number } | { path: string };
 
@@ -50,6 +63,17 @@ export interface StartedGrpcServer extends RunningGrpcServer {
   setTlsCertificate(tls: { key: string | Buffer; cert: string | Buffer }): void;
 }
 
+function peerCertificateOfSession(session: http2.ServerHttp2Session): X509Certificate | undefined {
+  try {
+    const socket = session.socket as TLSSocket;
+    // Only a certificate the handshake accepted counts (rejectUnauthorized is on with requestCert).
+    if (!socket.authorized) return undefined;
+    return socket.getPeerX509Certificate() ?? undefined;
+  } catch {
+    return undefined; // the connection is already gone
+  }
+}
+
 export async function startGrpcServer(options: GrpcServerOptions): Promise<StartedGrpcServer> {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   let shuttingDown = false;
@@ -66,6 +90,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Start
       const shutdown = new AbortController();
       setMaxListeners(0, shutdown.signal);
       if (shuttingDown) shutdown.abort();
+      // The handshake is over when the session exists, and a connection keeps its
+      // peer: read the verified client certificate once per session.
+      const peer = options.tls?.requestCert ? peerCertificateOfSession(session) : undefined;
       entry = {
         shutdown,
         handler: connectNodeAdapter({
@@ -76,6 +103,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Start
           readMaxBytes: maxBytes,
           writeMaxBytes: maxBytes,
           shutdownSignal: shutdown.signal,
+          ...(peer ? { contextValues: () => createContextValues().set(PEER_CERTIFICATE, peer) } : {}),
         }),
       };
       perSession.set(session, entry);

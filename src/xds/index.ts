@@ -15,6 +15,7 @@ export type {
 export { TypeUrl, PUSH_ORDER, type KnownTypeUrl } from "./resource/type-urls.js";
 export { snapshotFromResources, snapshotToJson, sortKeys } from "./resource/resource-snapshot.js";
 export { startXdsServer, xdsRoutes, type XdsServerOptions, type RunningXdsServer } from "./xds-server.js";
+export { checkNodeIdentity, type PeerIdentityOf } from "./server/node-identity.js";
 export { createSyncTracker, type SyncTracker, type NodeSyncStatus, type TypeSyncStatus, type NackRecord } from "./server/sync-tracker.js";
 export { createMeshController, MeshRejectedError, type MeshController, type MeshControllerOptions } from "./mesh-controller.js";
 export { renderMesh, renderNodes, type RenderedNode } from "./render-mesh.js";

@@ -21,6 +21,7 @@ test("no flags gives the documented defaults", () => {
   assert.is(c.sdsSocket, "/var/run/sds/uds_path");
   assert.is(c.sdsSocketExplicit, false);
   assert.is(c.xdsListen, "127.0.0.1:15010");
+  assert.is(c.xdsTlsListen, "127.0.0.1:15011");
   assert.is(c.caListen, "127.0.0.1:15012");
   assert.is(c.adminListen, "127.0.0.1:15014");
   assert.is(c.certTtlSeconds, 86400);
@@ -41,10 +42,20 @@ test("a config file sets keys and flags win over it", () => {
   assert.is(c.sds, false);
 });
 
+test("--xds-tls-listen comes from the flag or the file; with --xds-listen on port 0 it defaults to port 0 too", () => {
+  assert.is(resolveServeConfig(["--xds-tls-listen", "127.0.0.1:16011"]).xdsTlsListen, "127.0.0.1:16011");
+  assert.is(resolveServeConfig(["--config", configFile("xds-tls-listen: 127.0.0.1:16111\n")]).xdsTlsListen, "127.0.0.1:16111");
+  assert.is(resolveServeConfig(["--xds-listen", "127.0.0.1:0"]).xdsTlsListen, "127.0.0.1:0");
+  assert.is(resolveServeConfig(["--xds-listen", "127.0.0.1:0", "--xds-tls-listen", "127.0.0.1:16011"]).xdsTlsListen, "127.0.0.1:16011");
+  assert.is(resolveServeConfig(["--xds-listen", "127.0.0.1:16010"]).xdsTlsListen, "127.0.0.1:15011");
+});
+
 const invalid: Array<[string, string[], string | undefined, RegExp]> = [
   ["unknown key in the file", [], "trust-domian: x\n", /unknown key "trust-domian"/],
   ["bad enum in the file", [], "key-type: dsa\n", /key-type: must be one of ec-p256, rsa-2048/],
   ["bad listen address flag", ["--xds-listen", "nowhere"], undefined, /--xds-listen: "nowhere" is not HOST:PORT/],
+  ["bad mTLS ADS listen address", ["--xds-tls-listen", "15011"], undefined, /--xds-tls-listen: "15011" is not HOST:PORT/],
+  ["bad mTLS ADS listen address in the file", [], "xds-tls-listen: nowhere\n", /xds-tls-listen: must match pattern/],
   ["bad duration flag", ["--cert-ttl", "forever"], undefined, /--cert-ttl: "forever" is not a duration/],
   ["ttl above max", ["--cert-ttl", "100d"], undefined, /above --max-cert-ttl/],
   ["grace ratio out of range", ["--grace-ratio", "1.5"], undefined, /--grace-ratio: must be a number between 0 and 1/],

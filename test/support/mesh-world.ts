@@ -115,11 +115,12 @@ export async function createMeshWorld(options: MeshWorldOptions): Promise<MeshWo
   // The serve process needs a mesh file at start; the first workloads come with workload().
   writeFileSync(meshFile, "services: []\n");
   // Fixed ports, so that a restart keeps the addresses every Envoy was bootstrapped with.
-  const ports = { xds: await freePort(), ca: await freePort(), admin: await freePort() };
+  const ports = { xds: await freePort(), xdsTls: await freePort(), ca: await freePort(), admin: await freePort() };
   const serveArgs = [
     "--state-dir", join(dir, "state"),
     "--sds-socket", join(dir, "sds", "uds_path"),
     "--xds-listen", `127.0.0.1:${ports.xds}`,
+    "--xds-tls-listen", `127.0.0.1:${ports.xdsTls}`,
     "--ca-listen", `127.0.0.1:${ports.ca}`,
     "--admin-listen", `127.0.0.1:${ports.admin}`,
     "--mesh", meshFile,

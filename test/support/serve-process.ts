@@ -9,6 +9,8 @@ export interface ServeProcess {
   admin: string;
   sds?: string;
   xds?: string;
+  /** mTLS ADS (--xds-tls-listen), when the CA runs in the process. */
+  xdsTls?: string;
   ca?: string;
   rootFingerprint?: string;
   /** Milliseconds from spawn until the ready summary. */
@@ -69,10 +71,12 @@ export async function startServeProcess(args: string[], timeoutMs = 20_000): Pro
   };
   const sds = field("SDS");
   const xds = field("ADS");
+  const xdsTls = field("ADS-mTLS");
   const ca = field("CA");
   const root = field("root");
   if (sds) result.sds = sds;
   if (xds) result.xds = xds;
+  if (xdsTls) result.xdsTls = xdsTls;
   if (ca) result.ca = ca;
   if (root) result.rootFingerprint = root;
   return result;
@@ -84,6 +88,7 @@ export function isolatedServeArgs(dir: string): string[] {
     "--state-dir", `${dir}/state`,
     "--sds-socket", `${dir}/sds/uds_path`,
     "--xds-listen", "127.0.0.1:0",
+    "--xds-tls-listen", "127.0.0.1:0",
     "--ca-listen", "127.0.0.1:0",
     "--admin-listen", "127.0.0.1:0",
   ];

@@ -24,6 +24,7 @@ Options:
   --sds-socket PATH         SDS Unix socket (default /var/run/sds/uds_path)
   --token-path PATH         token file sent to SDS (default /var/run/secrets/tokens/istio-token)
   --listen-port N           mTLS listener port of pilot|ingress|mixer-like (15011|8443|15004)
+  --listen-address IP       address that listener binds (default 0.0.0.0)
   --local-port N            local upstream port of pilot|ingress|mixer-like (15010|8080|9091)
   --admin-port N            Envoy admin port on 127.0.0.1 (default 15000)
   --format json|yaml        output format (default json)
@@ -60,6 +61,7 @@ export const command: CliCommand = {
         "sds-socket": { type: "string" },
         "token-path": { type: "string" },
         "listen-port": { type: "string" },
+        "listen-address": { type: "string" },
         "local-port": { type: "string" },
         "admin-port": { type: "string" },
         format: { type: "string" },
@@ -91,6 +93,7 @@ export const command: CliCommand = {
           sdsSocket: values["sds-socket"],
           tokenPath: values["token-path"],
           listenPort: port(values["listen-port"], "--listen-port"),
+          listenAddress: values["listen-address"],
           localPort: port(values["local-port"], "--local-port"),
           adminPort: port(values["admin-port"], "--admin-port"),
           format,

@@ -15,6 +15,12 @@ Flags (the same kebab-case keys work in the YAML --config file; flags win):
   --mesh FILE              mesh YAML (watched); default: the seeds' sample (httpbin, sleep in foo and bar)
   --sds-socket PATH        SDS Unix socket  [/var/run/sds/uds_path, else <state-dir>/uds_path if /var/run/sds is not writable]
   --xds-listen HOST:PORT   ADS + CSDS                                                        [127.0.0.1:15010]
+  --xds-tls-listen HOST:PORT
+                           ADS + CSDS over mTLS, as istiod's 15012: server certificate
+                           spiffe://<td>/ns/istio-system/sa/istiod from the in-process CA,
+                           client certificate required and matched to the node's identity
+                           (only when the CA runs in this process)
+                           [127.0.0.1:15011; port 0 when --xds-listen asks for port 0]
   --ca-listen HOST:PORT    IstioCertificateService over TLS                                  [127.0.0.1:15012]
   --admin-listen HOST:PORT /healthz /readyz /metrics /debug/{sds,syncz,config_dump}          [127.0.0.1:15014]
   --cert-ttl DUR           workload certificate lifetime                                     [24h]

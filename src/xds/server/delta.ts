@@ -63,7 +63,9 @@ export async function* deltaStream(
 
   const handle = (req: DeltaDiscoveryRequest) => {
     if (!node) {
-      node = watchNodeOf(req.node);
+      const claimed = watchNodeOf(req.node);
+      deps.checkNode?.(claimed);
+      node = claimed;
       log = deps.logger.child({ node: node.id, protocol: "delta" });
       log.debug("ADS stream opened");
       tracker.streamOpened(node.id, "delta");

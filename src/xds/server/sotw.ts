@@ -21,6 +21,8 @@ export interface StreamDeps {
   watcher: ConfigWatcher;
   tracker: SyncTracker;
   logger: Logger;
+  /** Refuses (throws a ConnectError) a node the stream may not be, before anything is watched. */
+  checkNode?: (node: WatchNode) => void;
 }
 
 interface TypeState {
@@ -50,7 +52,9 @@ export async function* sotwStream(
 
   const handle = (req: DiscoveryRequest) => {
     if (!node) {
-      node = watchNodeOf(req.node);
+      const claimed = watchNodeOf(req.node);
+      deps.checkNode?.(claimed);
+      node = claimed;
       log = deps.logger.child({ node: node.id, protocol: "sotw" });
       log.debug("ADS stream opened");
       tracker.streamOpened(node.id, "sotw");
