@@ -121,6 +121,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     if (options.rotate) failures += await rotationUnderTraffic(sleeps, servers.slice(0, 2), ttl, options.rotateTrafficMs ?? 2 * ttl * 1000, out);
     out("");
     out(failures === 0 ? "demo passed" : `demo FAILED (${failures} problem${failures === 1 ? "" : "s"})`);
+    out("(the same with real Envoy sidecars: meshkey demo --envoy [--rotate])");
     return failures === 0 ? 0 : 1;
   } finally {
     for (const s of servers) s.server.close();

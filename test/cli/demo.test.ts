@@ -20,6 +20,26 @@ test("meshkey demo --rotate prints the seeds' four 200 lines, finds no workload 
   assert.match(r.stdout, /httpbin\.foo: served with [2-9]\d* certificate\(s\) \(rotated without restart\)/);
   assert.match(r.stdout, /\d+ requests, 0 failed/);
   assert.match(r.stdout, /demo passed/);
+  assert.match(r.stdout, /meshkey demo --envoy/, "the plain demo points at the real-Envoy one");
+});
+
+test("meshkey demo --envoy without an Envoy binary says how to get one and exits non-zero", () => {
+  const r = spawnSync(process.execPath, ["bin/meshkey.js", "demo", "--envoy"], {
+    encoding: "utf8",
+    timeout: 30_000,
+    env: { ...process.env, ENVOY_BIN: "/nonexistent/envoy" },
+  });
+  assert.is(r.status, 1, `${r.stdout}\n${r.stderr}`);
+  assert.is(r.stdout, "");
+  assert.match(r.stderr, /ENVOY_BIN=\/nonexistent\/envoy is not an executable file/);
+  assert.match(r.stderr, /bash scripts\/install-envoy\.sh/);
+  assert.match(r.stderr, /ENVOY_BIN/);
+});
+
+test("meshkey demo --help shows the --envoy example", () => {
+  const r = spawnSync(process.execPath, ["bin/meshkey.js", "demo", "--help"], { encoding: "utf8", timeout: 30_000 });
+  assert.is(r.status, 0);
+  assert.match(r.stdout, /meshkey demo --envoy --rotate/);
 });
 
 test.run();
