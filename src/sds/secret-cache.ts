@@ -54,7 +54,7 @@ export interface SecretWatch {
   readonly name: string;
   readonly kind: SecretKind;
   readonly spiffeId: string;
-  /** The secret as it is now, or undefined while it is still being issued. */
+  /** The secret as it is now; undefined while it is still being issued, or when the watch is being sent back. */
   current(): SecretItem | undefined;
   cancel(): void;
 }
@@ -490,9 +490,12 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
     const watcher: Watcher = { name, kind, callbacks };
     entry.watchers.add(watcher);
     ensure(entry, kind);
-    if (entry.cert && entry.rotationDue && tokenExpired(entry)) {
-      // Renewal is waiting for a fresh token and this stream brought the expired one (accepted
-      // within the verifier's leeway): send it back too, until Envoy's file holds a new token.
+    // Renewal is waiting for a fresh token and this stream brought the expired one (accepted
+    // within the verifier's leeway): send it back too, until Envoy's file holds a new token.
+    // It gets nothing first: a response would reset Envoy's retry backoff, and Envoy would
+    // reconnect in a tight loop (several streams a second) until its token file is refreshed.
+    const sendBack = entry.cert !== undefined && entry.rotationDue && tokenExpired(entry);
+    if (sendBack) {
       setImmediate(() => {
         if (entry.watchers.has(watcher)) callbacks.onRevoked("workload token expired; reconnect with a fresh token");
       });
@@ -502,7 +505,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
       name,
       kind,
       spiffeId: entry.spiffeId,
-      current: () => itemFor(entry, watcher),
+      current: () => (sendBack ? undefined : itemFor(entry, watcher)),
       cancel() {
         if (cancelled) return;
         cancelled = true;

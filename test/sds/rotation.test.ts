@@ -4,7 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as grpc from "@grpc/grpc-js";
 import { CaProviderError } from "../../src/sds/index.js";
-import { ackOf, createTokenSigner, metricValue, openssl, pemBlocks, secretsOf, sleep, sotwRequest, startAgent, tlsOf, type AgentEnv } from "./sds-harness.js";
+import { ackOf, createTokenSigner, deltaRequest, metricValue, openssl, pemBlocks, secretsOf, sleep, sotwRequest, startAgent, tlsOf, type AgentEnv } from "./sds-harness.js";
 import type { DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 
 const envs: AgentEnv[] = [];
@@ -91,6 +91,30 @@ test("reconnecting with the same expired token (inside the verifier's leeway) is
   }
   assert.is.not(leafOf(r).serial, leafOf(r1).serial);
   fresh.close();
+});
+
+test("a stream sent back for an expired token gets no secret before UNAUTHENTICATED (a response would reset Envoy's backoff)", async () => {
+  const env = await agent({ certTtlSeconds: 6, signer: await createTokenSigner({ leewaySeconds: 60 }) });
+  const shortToken = await env.signer.mint("foo", "httpbin", { expOffsetSeconds: 2 });
+  const s = env.client.stream({ kind: "header", token: shortToken });
+  s.send(sotwRequest(["default"]));
+  s.send(ackOf(await s.next(), ["default"]));
+  assert.is((await s.status).code, grpc.status.UNAUTHENTICATED);
+  // Envoy reconnects with the same file, one stream per name: each is refused with no message.
+  for (const name of ["default", "ROOTCA"]) {
+    const stale = env.client.stream({ kind: "header", token: shortToken });
+    stale.send(sotwRequest([name]));
+    const st = await Promise.race([stale.status, sleep(3_000).then(() => ({ code: -1, details: "still open" }))]);
+    assert.is(st.code, grpc.status.UNAUTHENTICATED, `${name}: ${st.details}`);
+    assert.is(stale.received.length, 0, `${name}: a secret was sent on a stream that is being sent back`);
+    stale.close();
+  }
+  const delta = env.client.delta({ kind: "header", token: shortToken });
+  delta.send(deltaRequest({ resourceNamesSubscribe: ["default"] }));
+  const dst = await Promise.race([delta.status, sleep(3_000).then(() => ({ code: -1, details: "still open" }))]);
+  assert.is(dst.code, grpc.status.UNAUTHENTICATED, `delta: ${dst.details}`);
+  assert.is(delta.received.length, 0, "delta: a secret was sent on a stream that is being sent back");
+  delta.close();
 });
 
 test("a newer token on any stream replaces the cached one: no disconnection at rotation", async () => {
