@@ -3,8 +3,19 @@
 // message and printed as canonical proto JSON (Any unpacked, defaults omitted),
 // then compared. Maps and lists whose elements all carry a unique `name` are
 // compared by key, not by position.
-import { toJson, type JsonValue } from "@bufbuild/protobuf";
-import { configResources, parseEnvoyConfig, type ConfigResource } from "./envoy-config.js";
+import { clone, create, equals, toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
+import { BootstrapSchema, type Bootstrap } from "../../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
+import { LocalitySchema } from "../../gen/envoy/config/core/v3/base_pb.js";
+import { HealthStatus } from "../../gen/envoy/config/core/v3/health_check_pb.js";
+import { Endpoint_HealthCheckConfigSchema } from "../../gen/envoy/config/endpoint/v3/endpoint_components_pb.js";
+import {
+  ClusterLoadAssignment_PolicySchema,
+  ClusterLoadAssignmentSchema,
+  type ClusterLoadAssignment,
+} from "../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
+import { SecretSchema } from "../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
+import { configResources, parseEnvoyConfig, type ConfigResource, type EnvoyConfigKind } from "./envoy-config.js";
+import { redactSensitive } from "./redact-sensitive.js";
 import { indexPath, joinPath } from "./issue-path.js";
 import { envoyTypeRegistry } from "./type-registry.js";
 
@@ -100,7 +111,7 @@ function diffValues(
   out.push(change);
 }
 
-function resourceMap(input: unknown, side: string): Map<string, JsonValue> {
+function parseSide(input: unknown, side: string): { kind: EnvoyConfigKind; resources: ConfigResource[] } {
   let parsed;
   try {
     parsed = parseEnvoyConfig(input);
@@ -108,17 +119,120 @@ function resourceMap(input: unknown, side: string): Map<string, JsonValue> {
     (err as Error).message = `config ${side}: ${(err as Error).message}`;
     throw err;
   }
-  return new Map(configResources(parsed).map((r) => [r.key, canonicalJson(r)]));
+  return { kind: parsed.kind, resources: configResources(parsed) };
+}
+
+const DATA_SOURCE = "envoy.config.core.v3.DataSource";
+
+/** Clears every DataSource below `msg` (certificate and key material), in place. */
+function clearDataSources(schema: DescMessage, msg: Message): void {
+  const m = msg as unknown as Record<string, unknown>;
+  for (const f of schema.fields) {
+    if (f.fieldKind !== "message" && !(f.fieldKind === "list" && f.listKind === "message")) continue;
+    const inOneof = f.oneof !== undefined;
+    const holder = inOneof ? (m[f.oneof!.localName] as { case?: string; value?: unknown }) : undefined;
+    if (holder && holder.case !== f.localName) continue;
+    const value = holder ? holder.value : m[f.localName];
+    if (value === undefined) continue;
+    if (f.message!.typeName === DATA_SOURCE) {
+      if (holder) m[f.oneof!.localName] = { case: undefined };
+      else m[f.localName] = f.fieldKind === "list" ? [] : undefined;
+      continue;
+    }
+    for (const v of f.fieldKind === "list" ? (value as unknown[]) : [value]) {
+      if (typeof v === "object" && v !== null && "$typeName" in v) clearDataSources(f.message!, v as Message);
+    }
+  }
+}
+
+/**
+ * Envoy's own view of endpoints (/config_dump?include_eds) spells out defaults a
+ * ClusterLoadAssignment leaves unset: an empty locality (locality weight 0), an
+ * empty health check config, HEALTHY (for a host without health checking), host
+ * weight 1, overprovisioning factor 140. Both sides drop them before comparing.
+ */
+function withoutEndpointDefaults(cla: ClusterLoadAssignment): ClusterLoadAssignment {
+  const c = clone(ClusterLoadAssignmentSchema, cla);
+  for (const group of c.endpoints) {
+    if (group.locality && equals(LocalitySchema, group.locality, create(LocalitySchema))) group.locality = undefined;
+    if (group.loadBalancingWeight === 0) group.loadBalancingWeight = undefined;
+    for (const e of group.lbEndpoints) {
+      if (e.healthStatus === HealthStatus.HEALTHY) e.healthStatus = HealthStatus.UNKNOWN;
+      if (e.loadBalancingWeight === 1) e.loadBalancingWeight = undefined;
+      const hc = e.hostIdentifier.case === "endpoint" ? e.hostIdentifier.value.healthCheckConfig : undefined;
+      if (hc && equals(Endpoint_HealthCheckConfigSchema, hc, create(Endpoint_HealthCheckConfigSchema))) (e.hostIdentifier.value as { healthCheckConfig?: unknown }).healthCheckConfig = undefined;
+    }
+  }
+  if (c.policy?.overprovisioningFactor === 140) c.policy.overprovisioningFactor = undefined;
+  if (c.policy && equals(ClusterLoadAssignment_PolicySchema, c.policy, create(ClusterLoadAssignment_PolicySchema))) c.policy = undefined;
+  return c;
+}
+
+/**
+ * A resource as compared against a live Envoy's dump: sensitive fields redacted
+ * (a dump prints them so), a Secret without its key material, endpoints without
+ * the defaults Envoy spells out, a Bootstrap reduced to its node (id, cluster,
+ * metadata, locality; Envoy adds user_agent_* and extensions itself).
+ */
+function liveComparable(r: ConfigResource): JsonValue {
+  let message = redactSensitive(r.schema, r.message);
+  switch (r.schema.typeName) {
+    case BootstrapSchema.typeName: {
+      const node = (message as Bootstrap).node;
+      message = create(BootstrapSchema, node ? { node: { id: node.id, cluster: node.cluster, metadata: node.metadata, locality: node.locality } } : {});
+      break;
+    }
+    case SecretSchema.typeName:
+      clearDataSources(r.schema, message);
+      break;
+    case ClusterLoadAssignmentSchema.typeName:
+      message = withoutEndpointDefaults(message as ClusterLoadAssignment);
+      break;
+  }
+  return canonicalJson({ schema: r.schema, message });
+}
+
+/**
+ * Which resources of two configs are compared, and as what. Two configs without
+ * a config dump are compared whole. With a config dump on either side (a live
+ * Envoy's /config_dump, or `meshkey render`'s), only what the mesh decides counts:
+ * - last_updated and version_info (never compared), warming and draining entries,
+ *   and rejected updates (error_state) of a dump are left out;
+ * - a dump's static resources (its bootstrap's: the xds-grpc cluster and its
+ *   endpoints) are compared only when both sides have them;
+ * - endpoints (ClusterLoadAssignment) are compared only when both sides list
+ *   some: /config_dump without ?include_eds lists none;
+ * - each resource is made comparable with liveComparable.
+ */
+function comparedResources(a: { kind: EnvoyConfigKind; resources: ConfigResource[] }, b: { kind: EnvoyConfigKind; resources: ConfigResource[] }) {
+  const plain = (side: { resources: ConfigResource[] }) => new Map(side.resources.map((r) => [r.key, canonicalJson(r)]));
+  if (a.kind !== "config_dump" && b.kind !== "config_dump") return [plain(a), plain(b)] as const;
+  const inUse = (side: { kind: EnvoyConfigKind; resources: ConfigResource[] }) =>
+    side.kind === "config_dump" ? side.resources.filter((r) => r.section !== "warming" && r.section !== "draining") : side.resources;
+  let ra = inUse(a);
+  let rb = inUse(b);
+  const keysA = new Set(ra.map((r) => r.key));
+  const keysB = new Set(rb.map((r) => r.key));
+  const oneSidedStatic = (r: ConfigResource, kind: EnvoyConfigKind, other: Set<string>) => kind === "config_dump" && r.section === "static" && !other.has(r.key);
+  ra = ra.filter((r) => !oneSidedStatic(r, a.kind, keysB));
+  rb = rb.filter((r) => !oneSidedStatic(r, b.kind, keysA));
+  const eds = (rs: ConfigResource[]) => rs.some((r) => r.schema.typeName === ClusterLoadAssignmentSchema.typeName);
+  if (!eds(ra) || !eds(rb)) {
+    ra = ra.filter((r) => r.schema.typeName !== ClusterLoadAssignmentSchema.typeName);
+    rb = rb.filter((r) => r.schema.typeName !== ClusterLoadAssignmentSchema.typeName);
+  }
+  const comparable = (rs: ConfigResource[]) => new Map(rs.map((r) => [r.key, liveComparable(r)]));
+  return [comparable(ra), comparable(rb)] as const;
 }
 
 /**
  * Compares two configs semantically. Inputs are parsed JSON/YAML or messages;
  * throws ConfigSchemaError (message prefixed with "config A"/"config B") when
- * either side is not a valid config.
+ * either side is not a valid config. With a config dump on either side, only
+ * what the mesh decides is compared (see comparedResources).
  */
 export function diffEnvoyConfigs(a: unknown, b: unknown): ConfigDiff {
-  const ma = resourceMap(a, "A");
-  const mb = resourceMap(b, "B");
+  const [ma, mb] = comparedResources(parseSide(a, "A"), parseSide(b, "B"));
   const keys = [...new Set([...ma.keys(), ...mb.keys()])].sort();
   const changes: DiffChange[] = [];
   for (const k of keys) diffValues(k, "", ma.get(k), mb.get(k), changes);

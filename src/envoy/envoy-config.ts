@@ -35,7 +35,15 @@ export interface ConfigResource {
   message: Message;
   /** Where it sits in the config (JSON path). */
   path: string;
+  /**
+   * Where it comes from: a bootstrap's own part (the Bootstrap minus its static
+   * resources), a static resource (a bootstrap's, or a dump's static_* entries),
+   * a dynamic one (xDS, or a plain resource list), or a dump's warming/draining state.
+   */
+  section: ConfigSection;
 }
+
+export type ConfigSection = "bootstrap" | "static" | "dynamic" | "warming" | "draining";
 
 const DISCOVERY_RESPONSE_KEYS = new Set(["resources", "version_info", "versionInfo", "type_url", "typeUrl", "nonce", "canary", "control_plane", "controlPlane"]);
 
@@ -163,7 +171,8 @@ class ResourceSet {
   readonly list: ConfigResource[] = [];
   private readonly byKey = new Map<string, ConfigResource>();
 
-  add(schema: DescMessage, message: Message, path: string, name = resourceName(message), suffix = ""): void {
+  add(schema: DescMessage, message: Message, path: string, section: ConfigSection, name = resourceName(message)): void {
+    const suffix = section === "warming" || section === "draining" ? ` (${section})` : "";
     const type = shortType(schema.typeName);
     let key = `${type}/${name}${suffix}`;
     const prev = this.byKey.get(key);
@@ -173,7 +182,7 @@ class ResourceSet {
       while (this.byKey.has(`${key} (${n})`)) n++;
       key = `${key} (${n})`;
     }
-    const r: ConfigResource = { type, name, key, schema, message, path };
+    const r: ConfigResource = { type, name, key, schema, message, path, section };
     this.byKey.set(key, r);
     this.list.push(r);
   }
@@ -185,7 +194,7 @@ function unpack(any: Any): { schema: DescMessage; message: Message } | undefined
   return schema && message ? { schema, message } : undefined;
 }
 
-function extractBootstrap(set: ResourceSet, b: Bootstrap, path: string): void {
+function extractBootstrap(set: ResourceSet, b: Bootstrap, path: string, state: ConfigSection = "static"): void {
   const sr = b.staticResources;
   const srPath = joinPath(path, "static_resources");
   for (const [field, list] of [
@@ -193,22 +202,22 @@ function extractBootstrap(set: ResourceSet, b: Bootstrap, path: string): void {
     ["listeners", sr?.listeners ?? []],
     ["secrets", sr?.secrets ?? []],
   ] as const) {
-    list.forEach((m, i) => set.add(schemaOfMessage(m), m, indexPath(joinPath(srPath, field), i)));
+    list.forEach((m, i) => set.add(schemaOfMessage(m), m, indexPath(joinPath(srPath, field), i), state === "dynamic" ? "static" : state));
   }
   // The rest of the bootstrap (node, admin, dynamic_resources, …) is one resource.
   const rest: Bootstrap = { ...b, staticResources: sr ? { ...sr, clusters: [], listeners: [], secrets: [] } : undefined };
-  set.add(BootstrapSchema, rest, path, b.node?.id || "bootstrap");
+  set.add(BootstrapSchema, rest, path, "bootstrap", b.node?.id || "bootstrap");
 }
 
 /** Walks an envoy.admin.v3 dump message: every Any is a resource, every nested admin message is walked. */
-function extractDump(set: ResourceSet, schema: DescMessage, msg: Message, path: string, state: string): void {
+function extractDump(set: ResourceSet, schema: DescMessage, msg: Message, path: string, state: ConfigSection): void {
   const m = msg as unknown as Record<string, unknown>;
   for (const f of schema.fields) {
     if (f.fieldKind !== "message" && !(f.fieldKind === "list" && f.listKind === "message")) continue;
     if (f.name === "error_state") continue; // a rejected update, not configuration in use
     const desc = f.message!;
     const values: unknown[] = f.fieldKind === "list" ? (m[f.localName] as unknown[]) : m[f.localName] === undefined ? [] : [m[f.localName]];
-    const fstate = /warming/.test(f.name) ? " (warming)" : /draining/.test(f.name) ? " (draining)" : state;
+    const fstate: ConfigSection = /warming/.test(f.name) ? "warming" : /draining/.test(f.name) ? "draining" : /^static_/.test(f.name) ? "static" : state;
     values.forEach((v, i) => {
       const p = f.fieldKind === "list" ? indexPath(joinPath(path, f.name), i) : joinPath(path, f.name);
       if (desc.typeName === BootstrapSchema.typeName) extractBootstrap(set, v as Bootstrap, p);
@@ -218,7 +227,7 @@ function extractDump(set: ResourceSet, schema: DescMessage, msg: Message, path: 
   }
 }
 
-function extractFrom(set: ResourceSet, schema: DescMessage, msg: Message, path: string, state: string): void {
+function extractFrom(set: ResourceSet, schema: DescMessage, msg: Message, path: string, state: ConfigSection): void {
   switch (schema.typeName) {
     case AnySchema.typeName: {
       const u = unpack(msg as Any);
@@ -226,7 +235,7 @@ function extractFrom(set: ResourceSet, schema: DescMessage, msg: Message, path: 
       return;
     }
     case BootstrapSchema.typeName:
-      extractBootstrap(set, msg as Bootstrap, path);
+      extractBootstrap(set, msg as Bootstrap, path, state);
       return;
     case DiscoveryResponseSchema.typeName:
       (msg as unknown as { resources: Any[] }).resources.forEach((r, i) => extractFrom(set, AnySchema, r, indexPath(joinPath(path, "resources"), i), state));
@@ -238,13 +247,13 @@ function extractFrom(set: ResourceSet, schema: DescMessage, msg: Message, path: 
     }
     default:
       if (schema.typeName.startsWith("envoy.admin.")) extractDump(set, schema, msg, path, state);
-      else set.add(schema, msg, path, resourceName(msg), state);
+      else set.add(schema, msg, path, state);
   }
 }
 
 /** Every named resource of a parsed config (Any unpacked, dumps flattened). */
 export function configResources(parsed: ParsedEnvoyConfig): ConfigResource[] {
   const set = new ResourceSet();
-  for (const r of parsed.roots) extractFrom(set, r.schema, r.message, r.path, "");
+  for (const r of parsed.roots) extractFrom(set, r.schema, r.message, r.path, "dynamic");
   return set.list;
 }

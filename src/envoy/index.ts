@@ -24,3 +24,4 @@ export { parseConfigText, ConfigTextError } from "./parse-config-text.js";
 export { diffEnvoyConfigs, formatDiff, canonicalJson, type ConfigDiff, type DiffChange } from "./diff-envoy-configs.js";
 export { expectGolden, pruneGoldens, canonicalConfigText, updatingGoldens, GoldenMismatchError } from "./golden.js";
 export { canonicalMessageJson } from "./canonical-json.js";
+export { redactSensitive, REDACTED } from "./redact-sensitive.js";

@@ -18,4 +18,5 @@ export { startXdsServer, xdsRoutes, type XdsServerOptions, type RunningXdsServer
 export { checkNodeIdentity, type PeerIdentityOf } from "./server/node-identity.js";
 export { createSyncTracker, type SyncTracker, type NodeSyncStatus, type TypeSyncStatus, type NackRecord } from "./server/sync-tracker.js";
 export { createMeshController, MeshRejectedError, type MeshController, type MeshControllerOptions } from "./mesh-controller.js";
-export { renderMesh, renderNodes, type RenderedNode } from "./render-mesh.js";
+export { renderMesh, renderNodes, RENDER_FORMATS, type RenderedNode, type RenderFormat, type RenderOptions } from "./render-mesh.js";
+export { snapshotConfigDump, staticBootstrap, nodeMessage, type StaticBootstrapOptions } from "./resource/envoy-forms.js";

@@ -20,7 +20,10 @@ import {
 import type { SnapshotCache } from "./cache/snapshot-cache.js";
 import type { Snapshot } from "./cache/snapshot.js";
 import { snapshotConsistency } from "./cache/consistency.js";
-import { snapshotFromResources, snapshotToJson, type ResourceIntern } from "./resource/resource-snapshot.js";
+import { snapshotFromResources, type ResourceIntern } from "./resource/resource-snapshot.js";
+import { snapshotConfigDump } from "./resource/envoy-forms.js";
+import { ConfigDumpSchema } from "../../gen/envoy/admin/v3/config_dump_pb.js";
+import { canonicalMessageJson } from "../envoy/index.js";
 
 export interface MeshControllerOptions {
   cache: SnapshotCache;
@@ -143,10 +146,11 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
     mesh: () => current,
     setMesh,
     configDump(nodeId) {
+      // Envoy's own form: the envoy.admin.v3.ConfigDump the node's Envoy prints at /config_dump?include_eds.
       const snap = cache.getSnapshot(nodeId);
       if (!snap) return undefined;
-      const node = known.get(nodeId);
-      return { node: { id: nodeId, metadata: (node?.metadata ?? {}) as JsonObject }, generation, resources: snapshotToJson(snap) };
+      const node = known.get(nodeId) ?? { id: nodeId };
+      return canonicalMessageJson(ConfigDumpSchema, snapshotConfigDump(node, snap)) as JsonObject;
     },
     generation: () => generation,
     knownNodeCount() {

@@ -1,12 +1,13 @@
-// Golden files: for each fixtures/mesh/*.yaml, what `meshkey render` writes per node
-// lives in fixtures/mesh/golden/<mesh>/. UPDATE_GOLDEN=1 npm test -- mesh rewrites
-// them and removes orphans; a mismatch prints a per-path diff of the JSON.
+// Golden files: for each fixtures/mesh/*.yaml, what `meshkey render --format F` writes
+// per node lives in fixtures/mesh/golden/<mesh>/<F>/ (config-dump, bootstrap).
+// UPDATE_GOLDEN=1 npm test -- golden rewrites them and removes orphans; a mismatch
+// prints a per-path diff of the JSON.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { parseMesh } from "../../src/mesh/index.js";
-import { renderMesh } from "../../src/xds/index.js";
+import { RENDER_FORMATS, renderMesh } from "../../src/xds/index.js";
 
 const update = process.env.UPDATE_GOLDEN === "1";
 const fixtures = "fixtures/mesh";
@@ -44,14 +45,20 @@ test("every mesh fixture has golden output", () => {
       if (!meshes.includes(`${dir}.yaml`)) rmSync(join(goldenRoot, dir), { recursive: true });
     }
   }
-  for (const m of meshes) assert.ok(update || existsSync(join(goldenRoot, basename(m, ".yaml"))), `no golden files for ${m}: run UPDATE_GOLDEN=1 npm test -- mesh`);
+  for (const m of meshes) {
+    const dir = join(goldenRoot, basename(m, ".yaml"));
+    if (update && existsSync(dir)) {
+      for (const f of readdirSync(dir)) if (!(RENDER_FORMATS as readonly string[]).includes(f)) rmSync(join(dir, f), { recursive: true });
+    }
+    assert.ok(update || existsSync(dir), `no golden files for ${m}: run UPDATE_GOLDEN=1 npm test -- golden`);
+  }
 });
 
-for (const m of meshes) {
-  test(`rendered resources for ${m} match the golden files`, () => {
+for (const m of meshes) for (const format of RENDER_FORMATS) {
+  test(`rendered ${format} files for ${m} match the golden files`, () => {
     const mesh = parseMesh(readFileSync(join(fixtures, m), "utf8"), m);
-    const dir = join(goldenRoot, basename(m, ".yaml"));
-    const rendered = renderMesh(mesh, opts);
+    const dir = join(goldenRoot, basename(m, ".yaml"), format);
+    const rendered = renderMesh(mesh, { ...opts, format });
     if (update) {
       mkdirSync(dir, { recursive: true });
       const names = new Set(rendered.map((r) => r.file));
@@ -71,7 +78,7 @@ for (const m of meshes) {
       const diff = jsonPathDiff(JSON.parse(want) as Json, JSON.parse(r.json) as Json);
       problems.push(`${path}:\n  ${diff.length ? diff.join("\n  ") : "(formatting only)"}`);
     }
-    if (problems.length) assert.unreachable(`golden mismatch (UPDATE_GOLDEN=1 npm test -- mesh to accept):\n${problems.join("\n")}`);
+    if (problems.length) assert.unreachable(`golden mismatch (UPDATE_GOLDEN=1 npm test -- golden to accept):\n${problems.join("\n")}`);
   });
 }
 

@@ -50,7 +50,7 @@ test("an invalid mesh change is rejected (log line, metric) and the last good sn
     writeFileSync(file, mesh(9002));
     await until(() => ctl.generation() === 1);
     assert.is.not(edsVersion(), first);
-    assert.match(JSON.stringify(ctl.configDump(node.id)), /"portValue":9002/);
+    assert.match(JSON.stringify(ctl.configDump(node.id)), /"port_value":9002/);
     assert.match(await registry.metrics(), /meshkey_mesh_reloads_total\{result="ok"\} 1/);
   } finally {
     ctl.close();

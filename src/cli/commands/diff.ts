@@ -5,16 +5,40 @@ import { diffEnvoyConfigs, formatDiff, parseConfigText } from "../../envoy/index
 
 const help = `Usage: meshkey diff [--json] A B
 
-Semantic diff of two Envoy configs or config dumps (JSON or YAML): resources are
-matched by type and name, Any payloads unpacked, fields compared as protos
-(defaults equal absent; maps and lists of named elements compared by name).
-Prints one line per changed path, grouped by resource; --json prints
+Semantic diff of two Envoy configs (JSON or YAML): bootstraps, resources, or config
+dumps (a live Envoy's GET /config_dump or /config_dump?include_eds, meshkey's
+/debug/config_dump, \`meshkey render\`). Resources are matched by type and name, Any
+payloads unpacked, fields compared as protos (defaults equal absent; maps and lists
+of named elements compared by name, order kept where Envoy acts on it). Prints one
+line per changed field path, grouped by resource; --json prints
 {"same": bool, "changes": [{"resource", "path", "a", "b"}]}.
+
+When A or B is a config dump, only what the mesh decides is compared — what the
+Envoy is serving — not what only a running Envoy has:
+  - last_updated and version_info are never compared;
+  - warming and draining entries and rejected updates (error_state) are ignored;
+  - the bootstrap is compared on its node only (id, cluster, metadata, locality):
+    its admin, dynamic_resources, runtime and the node fields Envoy adds itself
+    (user_agent_*, extensions) are the Envoy's own;
+  - static resources of a dump (the bootstrap's xds-grpc cluster and its
+    endpoints) are compared only when both sides have them;
+  - endpoints are compared only when both sides list some (/config_dump without
+    ?include_eds lists none), without the defaults Envoy spells out (empty
+    locality, HEALTHY, weight 1, overprovisioning factor 140);
+  - sensitive fields are compared redacted, as Envoy prints them (a token file
+    name, a private key), and secrets without their certificate and key bytes
+    (the node agent issues them at run time): name and kind are compared.
+A render --format bootstrap inlines EDS and RDS, so against a live dump its
+clusters show as STATIC and its listeners with route_config: compare the
+config-dump render with a live Envoy.
 
 Exit status: 0 same, 1 different, 2 error (unreadable or invalid config).
 
 Example:
-  meshkey diff before.json after.yaml`;
+  meshkey render --mesh mesh.yaml --sds-socket /var/run/sds/uds_path \\
+    --token-path ./istio-token --out rendered
+  curl -s 127.0.0.1:15000/config_dump > live.json
+  meshkey diff rendered/sidecar-httpbin-0.foo.json live.json`;
 
 export const command: CliCommand = {
   help,

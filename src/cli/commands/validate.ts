@@ -10,7 +10,9 @@ fields and unknown @types rejected), the PGV (validate.rules) annotations of
 Envoy's protos, and load-time cross-references (referenced clusters exist, one
 SDS config source per secret name). A file is a bootstrap, one resource (an
 object with "@type"), a list of resources (an array or {resources: [...]}), or
-an admin config_dump. Issues are printed as FILE: path: message.
+an admin config_dump (a live Envoy's /config_dump, meshkey's /debug/config_dump,
+\`meshkey render\`; in the endpoints Envoy prints, a locality weight of 0 means
+unset and is accepted). Issues are printed as FILE: path: message.
 
 Exit status: 0 all valid, 1 some file invalid, 2 a file unreadable or unparseable.
 
