@@ -11,7 +11,7 @@ import { IstioCertificateResponseSchema, IstioCertificateService } from "../../g
 import { startGrpcServer, type RunningGrpcServer, type StartedGrpcServer } from "../net/index.js";
 import type { CertificateAuthority } from "./certificate-authority.js";
 import { createRenewingServerCertificate } from "./server-certificate.js";
-import { AuthenticationError, InvalidRequestError } from "./errors.js";
+import { AuthenticationError, InvalidRequestError, VerifierUnavailableError } from "./errors.js";
 import type { TokenAuthenticator } from "./jwt-authenticator.js";
 
 export interface CaServerOptions {
@@ -78,10 +78,20 @@ export function caRoutes(options: Omit<CaServerOptions, "listen">): (router: Con
         try {
           caller = await options.authenticator.authenticate(token);
         } catch (err) {
-          metrics.csrs.inc({ result: "unauthenticated" });
-          log.info({ err: (err as Error).message }, "CreateCertificate: authentication failed");
-          if (err instanceof AuthenticationError) throw new ConnectError(err.message, Code.Unauthenticated);
-          throw new ConnectError("authentication failed", Code.Unauthenticated);
+          if (err instanceof AuthenticationError) {
+            metrics.csrs.inc({ result: "unauthenticated" });
+            log.info({ err: err.message }, "CreateCertificate: authentication failed");
+            throw new ConnectError(err.message, Code.Unauthenticated);
+          }
+          // The verifier is down or broke: a server fault, never reported as a bad token, and
+          // without the server's paths or addresses (those go to the log).
+          metrics.csrs.inc({ result: "error" });
+          if (err instanceof VerifierUnavailableError) {
+            log.warn({ err: err.message }, "CreateCertificate: token verifier unavailable");
+            throw new ConnectError(`token verifier unavailable, retry later: ${err.publicMessage}`, Code.Unavailable);
+          }
+          log.error({ err: (err as Error).message }, "CreateCertificate: token verification failed");
+          throw new ConnectError("token verification failed inside the CA", Code.Internal);
         }
         const ttl = Number(req.validityDuration);
         const started = process.hrtime.bigint();

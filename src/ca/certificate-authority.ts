@@ -6,9 +6,9 @@ import * as crypto from "node:crypto";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { DerError, fromPem, octetString, pemBlocks, toPem, readNode, content, TAG, expectTag } from "./der.js";
-import { InvalidRequestError } from "./errors.js";
-import { checkTrustDomain, isValidK8sName, spiffeIdOf, type KeyType, type WorkloadIdentity } from "./identity.js";
-import { createExclusive, ensureStateDir, readIfExists } from "./state-files.js";
+import { InvalidRequestError, StateDirError } from "./errors.js";
+import { checkTrustDomain, invalidIdentityReason, spiffeIdOf, type KeyType, type WorkloadIdentity } from "./identity.js";
+import { createExclusive, ensureStateDir, readIfExists, readPrivateKeyIfExists } from "./state-files.js";
 import {
   EMPTY_NAME,
   KU,
@@ -149,11 +149,8 @@ export class BuiltinCertificateAuthority implements CertificateAuthority {
 
   /** The hot path, synchronous: parse + verify the CSR, build and sign the leaf. */
   signSync(csrPem: string, identity: WorkloadIdentity, ttlSeconds?: number): string[] {
-    if (!isValidK8sName(identity.namespace) || !isValidK8sName(identity.serviceAccount)) {
-      throw new InvalidRequestError(
-        `invalid identity namespace "${identity.namespace}" / service account "${identity.serviceAccount}"`,
-      );
-    }
+    const invalid = invalidIdentityReason(identity);
+    if (invalid) throw new InvalidRequestError(`cannot issue a certificate: ${invalid}`);
     const ttl = this.#ttl(ttlSeconds);
     let spki: Buffer;
     try {
@@ -249,6 +246,21 @@ export interface LoadedRoot {
   created: boolean;
 }
 
+/**
+ * The trust domain a root made by meshkey was created for (its subject O), or undefined
+ * when the certificate has no O. Throws StateDirError when the PEM is not a certificate.
+ */
+export function rootTrustDomainOf(certPem: string, where = "root certificate"): string | undefined {
+  let cert: crypto.X509Certificate;
+  try {
+    cert = new crypto.X509Certificate(certPem);
+  } catch (err) {
+    throw new StateDirError(`${where}: cannot read the root certificate: ${(err as Error).message}`);
+  }
+  const o = cert.subject.split("\n").find((line) => line.startsWith("O="));
+  return o?.slice(2);
+}
+
 /** The root certificate PEM in `stateDir`, or undefined when there is none yet. */
 export async function readRootCertPem(stateDir: string): Promise<string | undefined> {
   return readIfExists(join(stateDir, ROOT_CERT_FILE));
@@ -264,22 +276,22 @@ export async function loadOrCreateRoot(stateDir: string, trustDomain: string, ke
   const keyPath = join(stateDir, ROOT_KEY_FILE);
   const certPath = join(stateDir, ROOT_CERT_FILE);
   let created = false;
-  let keyPem = await readIfExists(keyPath);
+  let keyPem = await readPrivateKeyIfExists(keyPath);
   let certPem = await readIfExists(certPath);
   if (certPem !== undefined && keyPem === undefined) {
-    throw new Error(`${certPath} exists but its key ${keyPath} is missing; restore it (a new root is never minted over an existing one)`);
+    throw new StateDirError(`${certPath} exists but its key ${keyPath} is missing; restore it (a new root is never minted over an existing one)`);
   }
   if (keyPem === undefined) {
     const key = await generatePrivateKey(keyType);
     const pem = key.export({ format: "pem", type: "pkcs8" }).toString();
     if (await createExclusive(keyPath, pem)) created = true;
-    keyPem = (await readIfExists(keyPath))!;
+    keyPem = (await readPrivateKeyIfExists(keyPath))!;
   }
   let key: crypto.KeyObject;
   try {
     key = crypto.createPrivateKey(keyPem);
   } catch (err) {
-    throw new Error(`${keyPath}: cannot read the root key: ${(err as Error).message}`);
+    throw new StateDirError(`${keyPath}: cannot read the root key (restore it; a new root is never minted over an existing one): ${(err as Error).message}`);
   }
   if (certPem === undefined) {
     const der = buildRoot(key, trustDomain);
@@ -290,9 +302,9 @@ export async function loadOrCreateRoot(stateDir: string, trustDomain: string, ke
   try {
     cert = new crypto.X509Certificate(certPem);
   } catch (err) {
-    throw new Error(`${certPath}: cannot read the root certificate: ${(err as Error).message}`);
+    throw new StateDirError(`${certPath}: cannot read the root certificate (restore it; a new root is never minted over an existing one): ${(err as Error).message}`);
   }
-  if (!cert.checkPrivateKey(key)) throw new Error(`${keyPath} does not match the public key of ${certPath}`);
+  if (!cert.checkPrivateKey(key)) throw new StateDirError(`${keyPath} does not match the public key of ${certPath}`);
   return { certPem: toPem("CERTIFICATE", fromPem(certPem, "CERTIFICATE")), key, created };
 }
 

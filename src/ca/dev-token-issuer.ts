@@ -5,8 +5,9 @@ import * as crypto from "node:crypto";
 import { join } from "node:path";
 import { SignJWT, exportJWK, calculateJwkThumbprint, type JSONWebKeySet } from "jose";
 import { DEFAULT_AUDIENCE } from "./jwt-authenticator.js";
-import { isValidK8sName } from "./identity.js";
-import { createExclusive, ensureStateDir, readIfExists, writeAtomic } from "./state-files.js";
+import { invalidIdentityReason } from "./identity.js";
+import { StateDirError } from "./errors.js";
+import { createExclusive, ensureStateDir, readIfExists, readPrivateKeyIfExists, writeAtomic } from "./state-files.js";
 
 export const DEV_ISSUER = "https://meshkey.dev-issuer.local";
 export const DEV_ISSUER_KEY_FILE = "dev-issuer-key.pem";
@@ -20,37 +21,49 @@ export interface DevTokenIssuer {
   mint(claims: { namespace: string; serviceAccount: string; ttlSeconds?: number; audience?: string | string[] }): Promise<string>;
 }
 
-/** Loads (or creates, mode 0600) the dev issuer's signing key in stateDir. */
+/**
+ * Loads (or creates, mode 0600) the dev issuer's signing key in stateDir. A missing key
+ * is created only for a new issuer: when jwks.json exists, tokens have been issued
+ * already and a new key would silently invalidate them all, so that is a StateDirError.
+ */
 export async function openDevTokenIssuer(stateDir: string): Promise<DevTokenIssuer> {
   await ensureStateDir(stateDir);
   const keyPath = join(stateDir, DEV_ISSUER_KEY_FILE);
-  let pem = await readIfExists(keyPath);
+  const jwksPath = join(stateDir, DEV_JWKS_FILE);
+  let pem = await readPrivateKeyIfExists(keyPath);
+  // jwks.json is written after the key, so a second look at the key tells a lost key from a
+  // concurrent first start that created both between our two reads.
+  if (pem === undefined && (await readIfExists(jwksPath)) !== undefined) pem = await readPrivateKeyIfExists(keyPath);
   if (pem === undefined) {
+    if ((await readIfExists(jwksPath)) !== undefined) {
+      throw new StateDirError(
+        `the dev issuer key ${keyPath} is missing but ${jwksPath} exists: a new key would invalidate every token already issued; ` +
+          `restore the key, or delete ${jwksPath} to start a new issuer (and mint new tokens)`,
+      );
+    }
     const { privateKey } = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" });
     await createExclusive(keyPath, privateKey.export({ format: "pem", type: "pkcs8" }).toString());
-    pem = (await readIfExists(keyPath))!;
+    pem = (await readPrivateKeyIfExists(keyPath))!;
   }
   let privateKey: crypto.KeyObject;
   try {
     privateKey = crypto.createPrivateKey(pem);
   } catch (err) {
-    throw new Error(`${keyPath}: cannot read the dev issuer key: ${(err as Error).message}`);
+    throw new StateDirError(`${keyPath}: cannot read the dev issuer key: ${(err as Error).message}`);
   }
   const publicJwk = await exportJWK(crypto.createPublicKey(privateKey));
   const kid = await calculateJwkThumbprint(publicJwk);
   const jwks: JSONWebKeySet = { keys: [{ ...publicJwk, kid, alg: "ES256", use: "sig" }] };
   const jwksText = `${JSON.stringify(jwks, null, 2)}\n`;
-  if ((await readIfExists(join(stateDir, DEV_JWKS_FILE))) !== jwksText) {
-    await writeAtomic(join(stateDir, DEV_JWKS_FILE), jwksText, 0o644);
-  }
+  if ((await readIfExists(jwksPath)) !== jwksText) await writeAtomic(jwksPath, jwksText, 0o644);
   const uidSeed = kid;
 
   return {
     issuer: DEV_ISSUER,
     jwks,
     async mint({ namespace, serviceAccount, ttlSeconds = 3600, audience = DEFAULT_AUDIENCE }) {
-      if (!isValidK8sName(namespace)) throw new Error(`invalid namespace "${namespace}"`);
-      if (!isValidK8sName(serviceAccount)) throw new Error(`invalid service account "${serviceAccount}"`);
+      const invalid = invalidIdentityReason({ namespace, serviceAccount });
+      if (invalid) throw new Error(invalid);
       if (!(ttlSeconds > 0)) throw new Error(`token TTL must be positive (got ${ttlSeconds}s)`);
       const now = Math.floor(Date.now() / 1000);
       const h = crypto.createHash("sha256").update(`${uidSeed}/${namespace}/${serviceAccount}`).digest("hex");

@@ -21,12 +21,32 @@ export interface AuthenticatedCaller extends WorkloadIdentity {
   expiresAt: Date | undefined;
 }
 
-/** Kubernetes object names: lowercase RFC 1123 labels/subdomains (no "/" can slip into a SAN). */
-const K8S_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+// Kubernetes names (apimachinery's IsDNS1123Label / IsDNS1123Subdomain): lowercase, so
+// no "/" or ":" can slip into a SPIFFE ID. A namespace is a DNS label (<= 63, no dots);
+// a service account is a DNS subdomain (<= 253, dot-separated labels).
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const TRUST_DOMAIN = /^[a-z0-9]([-a-z0-9._]{0,253}[a-z0-9])?$/;
 
-export function isValidK8sName(s: string): boolean {
-  return K8S_NAME.test(s);
+/** A Kubernetes namespace name: an RFC 1123 DNS label of at most 63 characters. */
+export function isValidNamespace(s: unknown): s is string {
+  return typeof s === "string" && s.length <= 63 && DNS_LABEL.test(s);
+}
+
+/** A Kubernetes service-account name: an RFC 1123 DNS subdomain of at most 253 characters. */
+export function isValidServiceAccount(s: unknown): s is string {
+  return typeof s === "string" && s.length <= 253 && DNS_SUBDOMAIN.test(s);
+}
+
+/** Why `id` cannot name a workload (namespace first), or undefined when it can. */
+export function invalidIdentityReason(id: WorkloadIdentity): string | undefined {
+  if (!isValidNamespace(id.namespace)) {
+    return `invalid namespace "${String(id.namespace).slice(0, 80)}": a namespace is a DNS label (lowercase letters, digits and "-", at most 63 characters, no dots)`;
+  }
+  if (!isValidServiceAccount(id.serviceAccount)) {
+    return `invalid service account "${String(id.serviceAccount).slice(0, 80)}": a service account is a DNS subdomain (dot-separated lowercase labels, at most 253 characters)`;
+  }
+  return undefined;
 }
 
 /** Throws an Error naming the bad part when the trust domain cannot go into a SPIFFE ID. */

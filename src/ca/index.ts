@@ -2,7 +2,7 @@
 // authentication (JWT, TokenReview, dev issuer) and the CreateCertificate server.
 export type { KeyType, WorkloadIdentity, AuthenticatedCaller } from "./identity.js";
 export { spiffeIdOf, CONTROL_PLANE_IDENTITY, controlPlaneDnsName } from "./identity.js";
-export { AuthenticationError, InvalidRequestError } from "./errors.js";
+export { AuthenticationError, InvalidRequestError, StateDirError, VerifierUnavailableError } from "./errors.js";
 export {
   createJwtAuthenticator,
   identityFromClaims,
@@ -15,6 +15,7 @@ export { createTokenReviewAuthenticator, type TokenReviewAuthenticatorOptions } 
 export {
   openCertificateAuthority,
   readRootCertPem,
+  rootTrustDomainOf,
   DEFAULT_CERT_TTL_SECONDS,
   DEFAULT_MAX_CERT_TTL_SECONDS,
   ROOT_CERT_FILE,

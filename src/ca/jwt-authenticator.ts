@@ -4,18 +4,25 @@
 import { readFile } from "node:fs/promises";
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
+  errors as joseErrors,
   jwtVerify,
   type JSONWebKeySet,
   type JWTPayload,
   type JWTVerifyGetKey,
 } from "jose";
-import { AuthenticationError } from "./errors.js";
-import { isValidK8sName, type AuthenticatedCaller, type WorkloadIdentity } from "./identity.js";
+import { AuthenticationError, VerifierUnavailableError } from "./errors.js";
+import { invalidIdentityReason, type AuthenticatedCaller, type WorkloadIdentity } from "./identity.js";
 
 export interface TokenAuthenticator {
-  /** Throws AuthenticationError when the token is not valid. */
+  /**
+   * Throws AuthenticationError when the token is not valid, and VerifierUnavailableError when
+   * it cannot be checked now (the verifier is down): only the first means a bad token.
+   */
   authenticate(token: string): Promise<AuthenticatedCaller>;
+  /** True once the verifier can check tokens (its keys are loaded); absent: always ready. */
+  ready?(): boolean;
+  /** Loads what the verifier needs (the JWKS) ahead of the first token; failures are reported, not thrown. */
+  warmUp?(): Promise<void>;
 }
 
 export interface JwtAuthenticatorOptions {
@@ -24,7 +31,7 @@ export interface JwtAuthenticatorOptions {
   issuer?: string;
   /** Required `aud` (default "istio-ca"). */
   audience?: string;
-  /** exp/nbf clock tolerance in seconds (default 60). */
+  /** exp/nbf/iat clock tolerance in seconds (default 60). */
   leewaySeconds?: number;
   /** Allow-list (default: asymmetric only). */
   algorithms?: string[];
@@ -35,6 +42,10 @@ export interface JwtAuthenticatorOptions {
    * (without leeway), and at most 1024 tokens are kept.
    */
   verifiedTokenCacheMs?: number;
+  /** The clock, in milliseconds since the epoch (default Date.now): exp, nbf, iat and the remembered tokens. */
+  now?: () => number;
+  /** JWKS from a URL or OIDC: background refresh age and the unknown-kid refresh rate limit. */
+  remoteKeySet?: Omit<RemoteKeySetOptions, "now">;
 }
 
 export const DEFAULT_AUDIENCE = "istio-ca";
@@ -43,13 +54,21 @@ export const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384
 const MAX_TOKEN_BYTES = 16 * 1024;
 const VERIFIED_TOKENS_MAX = 1024;
 
-/** The workload identity in Kubernetes service-account claims; throws AuthenticationError. */
+/**
+ * The workload identity in Kubernetes service-account claims; throws AuthenticationError.
+ * A `kubernetes.io` claim, when present, must be an object naming the namespace and
+ * service account (it is never skipped in favour of `sub`); `sub` alone
+ * (system:serviceaccount:<ns>:<sa>) is used only when there is no `kubernetes.io` claim.
+ */
 export function identityFromClaims(payload: JWTPayload): WorkloadIdentity {
   let fromK8s: WorkloadIdentity | undefined;
-  const k = payload["kubernetes.io"] as { namespace?: unknown; serviceaccount?: { name?: unknown } } | undefined;
-  if (k && typeof k === "object" && (k.namespace !== undefined || k.serviceaccount !== undefined)) {
-    const ns = k.namespace;
-    const sa = k.serviceaccount?.name;
+  if (payload["kubernetes.io"] !== undefined) {
+    const k = payload["kubernetes.io"];
+    if (k === null || typeof k !== "object" || Array.isArray(k)) {
+      throw new AuthenticationError(`token claim "kubernetes.io" must be an object, got ${k === null ? "null" : Array.isArray(k) ? "an array" : typeof k}`);
+    }
+    const { namespace: ns, serviceaccount } = k as { namespace?: unknown; serviceaccount?: unknown };
+    const sa = serviceaccount !== null && typeof serviceaccount === "object" ? (serviceaccount as { name?: unknown }).name : undefined;
     if (typeof ns !== "string" || typeof sa !== "string") {
       throw new AuthenticationError('token claim "kubernetes.io" lacks namespace or serviceaccount.name');
     }
@@ -58,7 +77,7 @@ export function identityFromClaims(payload: JWTPayload): WorkloadIdentity {
   let fromSub: WorkloadIdentity | undefined;
   if (typeof payload.sub === "string" && payload.sub.startsWith("system:serviceaccount:")) {
     const parts = payload.sub.split(":");
-    if (parts.length !== 4) throw new AuthenticationError(`token subject "${payload.sub}" is not system:serviceaccount:<ns>:<sa>`);
+    if (parts.length !== 4) throw new AuthenticationError(`token subject "${payload.sub.slice(0, 200)}" is not system:serviceaccount:<ns>:<sa>`);
     fromSub = { namespace: parts[2]!, serviceAccount: parts[3]! };
   }
   if (fromK8s && fromSub && (fromK8s.namespace !== fromSub.namespace || fromK8s.serviceAccount !== fromSub.serviceAccount)) {
@@ -70,9 +89,8 @@ export function identityFromClaims(payload: JWTPayload): WorkloadIdentity {
       "token has no service-account identity (kubernetes.io.namespace + serviceaccount.name, or sub system:serviceaccount:<ns>:<sa>)",
     );
   }
-  if (!isValidK8sName(id.namespace) || !isValidK8sName(id.serviceAccount)) {
-    throw new AuthenticationError("token names an invalid namespace or service account");
-  }
+  const invalid = invalidIdentityReason(id);
+  if (invalid) throw new AuthenticationError(`token names an ${invalid}`);
   return id;
 }
 
@@ -93,7 +111,11 @@ function fileKeySet(file: string): JWTVerifyGetKey {
     try {
       jwks = JSON.parse(await readFile(file, "utf8")) as JSONWebKeySet;
     } catch (err) {
-      throw new AuthenticationError(`JWKS file ${file} cannot be read: ${(err as Error).message}`);
+      throw new VerifierUnavailableError(
+        `JWKS file ${file} cannot be read: ${(err as Error).message}`,
+        "the token verifier's key set cannot be read",
+        { cause: err },
+      );
     }
     current = { getKey: createLocalJWKSet(jwks), loadedAt: Date.now() };
     return current;
@@ -109,13 +131,133 @@ function fileKeySet(file: string): JWTVerifyGetKey {
   };
 }
 
-async function discover(issuer: string): Promise<URL> {
+const FETCH_TIMEOUT_MS = 5_000;
+const MAX_JWKS_BYTES = 1024 * 1024;
+
+/** GETs a JSON document; anything but a 2xx JSON answer is the verifier being unavailable. */
+async function fetchJson(url: string, what: string, timeoutMs = FETCH_TIMEOUT_MS): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "error" });
+  } catch (err) {
+    const why = (err as Error).name === "TimeoutError" ? `timed out after ${timeoutMs} ms` : describeFetchError(err);
+    throw new VerifierUnavailableError(`${what} ${url}: ${why}`, `${what} unreachable`, { cause: err });
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new VerifierUnavailableError(`${what} ${url}: HTTP ${res.status}`, `${what} answered HTTP ${res.status}`);
+  }
+  const text = await res.text();
+  if (text.length > MAX_JWKS_BYTES) throw new VerifierUnavailableError(`${what} ${url}: answer too large`, `${what} answer too large`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new VerifierUnavailableError(`${what} ${url}: answer is not JSON`, `${what} answered something that is not JSON`);
+  }
+}
+
+function describeFetchError(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (err as Error).message;
+}
+
+async function discover(issuer: string, timeoutMs: number | undefined): Promise<string> {
   const url = `${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
-  const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-  if (!res.ok) throw new AuthenticationError(`OIDC discovery ${url}: HTTP ${res.status}`);
-  const doc = (await res.json()) as { jwks_uri?: unknown };
-  if (typeof doc.jwks_uri !== "string") throw new AuthenticationError(`OIDC discovery ${url}: no jwks_uri`);
-  return new URL(doc.jwks_uri);
+  const doc = (await fetchJson(url, "OIDC discovery", timeoutMs)) as { jwks_uri?: unknown } | null;
+  if (!doc || typeof doc.jwks_uri !== "string") {
+    throw new VerifierUnavailableError(`OIDC discovery ${url}: no jwks_uri`, "OIDC discovery document has no jwks_uri");
+  }
+  return new URL(doc.jwks_uri).toString();
+}
+
+export interface RemoteKeySetOptions {
+  /** Keys older than this are refreshed in the background; the last good set stays in use (default 10 min). */
+  refreshMs?: number;
+  /** At most one fetch for a token whose key is unknown per this long (default 5 s). */
+  unknownKidCooldownMs?: number;
+  /** Deadline of one fetch (default 5 s). */
+  timeoutMs?: number;
+  now?: () => number;
+}
+
+interface RemoteKeySet {
+  getKey: JWTVerifyGetKey;
+  loaded(): boolean;
+  load(): Promise<void>;
+}
+
+/**
+ * A JWKS fetched from a URL (resolved lazily, e.g. by OIDC discovery): fetched at start,
+ * refreshed in the background when old, and at once (rate-limited) for a token whose `kid` is not
+ * in it. A failed fetch keeps the last good keys, so an outage of the JWKS URL only matters for a
+ * key the verifier has never seen; then the failure is a VerifierUnavailableError, never a bad token.
+ */
+function remoteKeySet(locate: () => Promise<string>, options: RemoteKeySetOptions = {}): RemoteKeySet {
+  const refreshMs = options.refreshMs ?? 600_000;
+  const cooldownMs = options.unknownKidCooldownMs ?? 5_000;
+  const now = options.now ?? Date.now;
+  let current: { getKey: JWTVerifyGetKey; fetchedAt: number } | undefined;
+  let lastAttempt = -Infinity;
+  let lastError: VerifierUnavailableError | undefined;
+  let inflight: Promise<void> | undefined;
+  const reload = (): Promise<void> => {
+    inflight ??= (async () => {
+      lastAttempt = now();
+      try {
+        const url = await locate();
+        const doc = (await fetchJson(url, "JWKS", options.timeoutMs)) as JSONWebKeySet | null;
+        if (!doc || !Array.isArray(doc.keys)) throw new VerifierUnavailableError(`JWKS ${url}: no "keys" array`, "JWKS has no keys array");
+        current = { getKey: createLocalJWKSet(doc), fetchedAt: now() };
+        lastError = undefined;
+      } catch (err) {
+        lastError = err instanceof VerifierUnavailableError ? err : new VerifierUnavailableError(
+          `JWKS fetch failed: ${(err as Error).message}`, "JWKS unreachable", { cause: err });
+        throw lastError;
+      } finally {
+        inflight = undefined;
+      }
+    })();
+    return inflight;
+  };
+  return {
+    loaded: () => current !== undefined,
+    load: () => reload(),
+    async getKey(header, token) {
+      if (!current) {
+        // Not loaded yet: one attempt per cooldown, the others get the last failure.
+        if (inflight) await inflight;
+        else if (now() - lastAttempt >= cooldownMs || !lastError) await reload();
+        else throw lastError;
+      } else if (now() - current.fetchedAt >= refreshMs && !inflight && now() - lastAttempt >= cooldownMs) {
+        reload().catch(() => undefined); // background refresh; the last good keys stay in use
+      }
+      const set = current!;
+      try {
+        return await set.getKey(header, token);
+      } catch (err) {
+        if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err;
+        if (inflight) await inflight.catch(() => undefined);
+        else if (now() - lastAttempt >= cooldownMs) {
+          try {
+            await reload();
+          } catch (fetchErr) {
+            throw new VerifierUnavailableError(
+              `the token's key is not in the cached JWKS and refreshing it failed: ${(fetchErr as Error).message}`,
+              "the token's signing key is unknown and the JWKS cannot be refreshed now",
+              { cause: fetchErr },
+            );
+          }
+        } else if (lastError) {
+          throw new VerifierUnavailableError(
+            `the token's key is not in the cached JWKS, which cannot be refreshed now: ${lastError.message}`,
+            "the token's signing key is unknown and the JWKS cannot be refreshed now",
+            { cause: lastError },
+          );
+        }
+        return current!.getKey(header, token);
+      }
+    },
+  };
 }
 
 export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenAuthenticator {
@@ -123,53 +265,60 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
   const audience = options.audience ?? DEFAULT_AUDIENCE;
   const leeway = options.leewaySeconds ?? 60;
   const rememberMs = options.verifiedTokenCacheMs ?? 10_000;
+  const now = options.now ?? Date.now;
   if (!(rememberMs >= 0)) throw new RangeError(`verifiedTokenCacheMs must be >= 0, got ${rememberMs}`);
   /** Verified tokens (exact text) and until when they may be accepted without verifying again. */
   const verified = new Map<string, { caller: AuthenticatedCaller; until: number }>();
   const src = options.jwks;
   let issuer = options.issuer;
-  let getKey: JWTVerifyGetKey | undefined;
-  let discovering: Promise<JWTVerifyGetKey> | undefined;
+  let getKey: JWTVerifyGetKey;
+  let remote: RemoteKeySet | undefined;
   if ("keys" in src) getKey = createLocalJWKSet(src.keys);
   else if ("file" in src) getKey = fileKeySet(src.file);
-  else if ("url" in src) getKey = createRemoteJWKSet(new URL(src.url), { timeoutDuration: 5_000 });
-  else issuer ??= src.oidcIssuer;
-
-  const keyGetter = async (): Promise<JWTVerifyGetKey> => {
-    if (getKey) return getKey;
-    const oidc = (src as { oidcIssuer: string }).oidcIssuer;
-    discovering ??= discover(oidc).then(
-      (u) => (getKey = createRemoteJWKSet(u, { timeoutDuration: 5_000 })),
-      (err) => {
-        discovering = undefined;
-        throw err;
-      },
-    );
-    return discovering;
-  };
+  else {
+    let located: string | undefined;
+    const locate =
+      "url" in src
+        ? async () => src.url
+        : async () => (located ??= await discover(src.oidcIssuer, options.remoteKeySet?.timeoutMs));
+    if ("oidcIssuer" in src) issuer ??= src.oidcIssuer;
+    remote = remoteKeySet(locate, { ...options.remoteKeySet, now });
+    getKey = remote.getKey;
+  }
 
   return {
     async authenticate(token: string): Promise<AuthenticatedCaller> {
       if (typeof token !== "string" || token.length === 0) throw new AuthenticationError("no token");
       if (token.length > MAX_TOKEN_BYTES) throw new AuthenticationError("token too large");
+      const t = now();
       const known = verified.get(token);
       if (known) {
-        if (Date.now() < known.until) return { ...known.caller };
+        if (t < known.until) return { ...known.caller };
         verified.delete(token);
       }
       let payload: JWTPayload;
       try {
-        const keys = await keyGetter();
-        ({ payload } = await jwtVerify(token, keys, {
+        ({ payload } = await jwtVerify(token, getKey, {
           algorithms,
           audience,
           ...(issuer !== undefined ? { issuer } : {}),
           clockTolerance: leeway,
+          currentDate: new Date(t),
           requiredClaims: ["exp"],
         }));
       } catch (err) {
-        if (err instanceof AuthenticationError) throw err;
+        if (err instanceof AuthenticationError || err instanceof VerifierUnavailableError) throw err;
+        if (err instanceof joseErrors.JWTExpired) {
+          const exp = typeof err.payload.exp === "number" ? new Date(err.payload.exp * 1000).toISOString() : "?";
+          throw new AuthenticationError(`token expired at ${exp} (beyond the ${leeway} s leeway): write a fresh token`);
+        }
         throw new AuthenticationError(`token rejected: ${(err as Error).message}`);
+      }
+      // jose checks iat only with maxTokenAge: a token "issued" in the future is refused here.
+      if (typeof payload.iat === "number" && payload.iat > t / 1000 + leeway) {
+        throw new AuthenticationError(
+          `token rejected: "iat" claim ${new Date(payload.iat * 1000).toISOString()} is in the future (more than the ${leeway} s leeway)`,
+        );
       }
       const id = identityFromClaims(payload);
       const caller: AuthenticatedCaller = {
@@ -177,12 +326,30 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
         subject: typeof payload.sub === "string" ? payload.sub : `system:serviceaccount:${id.namespace}:${id.serviceAccount}`,
         expiresAt: typeof payload.exp === "number" ? new Date(payload.exp * 1000) : undefined,
       };
-      const until = Math.min(Date.now() + rememberMs, caller.expiresAt?.getTime() ?? 0);
-      if (until > Date.now()) {
+      const until = Math.min(t + rememberMs, caller.expiresAt?.getTime() ?? 0);
+      if (until > t) {
         if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
         verified.set(token, { caller, until });
       }
       return { ...caller };
+    },
+    ready: () => remote?.loaded() ?? true,
+    async warmUp() {
+      if (!remote || remote.loaded()) return;
+      const keys = remote;
+      // Fetched at start; while that fails, retried in the background (1 s doubling to 30 s), so
+      // that readiness turns true once the JWKS URL answers, before any token arrives.
+      let delay = 1_000;
+      const attempt = async (): Promise<void> => {
+        if (keys.loaded()) return;
+        try {
+          await keys.load();
+        } catch {
+          setTimeout(() => void attempt(), delay).unref();
+          delay = Math.min(delay * 2, 30_000);
+        }
+      };
+      await attempt();
     },
   };
 }

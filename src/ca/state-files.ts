@@ -2,13 +2,62 @@
 // link that fails if the target exists, so two starts never both mint), mode 0600.
 // A temp file names its writer's PID, so that one left by a killed process is
 // removed on the next start while a live writer's is left alone.
+//
+// Permissions are checked the way OpenSSH checks ~/.ssh and private keys, and too open
+// ones are refused, never tightened behind the operator's back: a directory others can
+// write to may already hold a key planted by them, and a key others could read may
+// already be copied. Either way the operator decides (chmod, or a new root), not us.
 import * as fs from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { dirname, join, basename } from "node:path";
+import { StateDirError } from "./errors.js";
 
+/** Creates `dir` (mode 0700) if missing; refuses one that group or others may write to. */
 export async function ensureStateDir(dir: string): Promise<void> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await checkStateDirMode(dir);
   await removeStaleTemps(dir);
+}
+
+const mode = (m: number) => `0${(m & 0o7777).toString(8)}`;
+
+/** Throws StateDirError when `dir` is not a directory or group/others may write to it. */
+export async function checkStateDirMode(dir: string): Promise<void> {
+  const st = await fs.stat(dir);
+  if (!st.isDirectory()) throw new StateDirError(`state dir ${dir} is not a directory`);
+  if ((st.mode & 0o022) !== 0) {
+    throw new StateDirError(
+      `state dir ${dir} is writable by ${st.mode & 0o020 ? "its group" : "others"} (mode ${mode(st.mode)}): ` +
+        `anyone who can write there can replace the CA's keys; run \`chmod go-w ${dir}\` (0700 recommended)`,
+    );
+  }
+}
+
+/**
+ * Reads a private key file of the state dir, or undefined when there is none. Refuses
+ * (StateDirError) a key that group or others may read or write, or that is not a regular file.
+ */
+export async function readPrivateKeyIfExists(path: string): Promise<string | undefined> {
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(path, "r");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new StateDirError(`private key ${path} is not a regular file`);
+    if ((st.mode & 0o077) !== 0) {
+      throw new StateDirError(
+        `private key ${path} is accessible by group or others (mode ${mode(st.mode)}): it may have been copied; ` +
+          `if it is safe, run \`chmod 600 ${path}\`, otherwise replace it`,
+      );
+    }
+    return await fh.readFile("utf8");
+  } finally {
+    await fh.close();
+  }
 }
 
 const TEMP_FILE = /^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$/;

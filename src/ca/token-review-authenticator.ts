@@ -2,8 +2,8 @@
 // which audiences, and whose it is.
 import * as http from "node:http";
 import * as https from "node:https";
-import { AuthenticationError } from "./errors.js";
-import { isValidK8sName, type AuthenticatedCaller } from "./identity.js";
+import { AuthenticationError, VerifierUnavailableError } from "./errors.js";
+import { invalidIdentityReason, type AuthenticatedCaller } from "./identity.js";
 import { DEFAULT_AUDIENCE, type TokenAuthenticator } from "./jwt-authenticator.js";
 
 export interface TokenReviewAuthenticatorOptions {
@@ -15,6 +15,8 @@ export interface TokenReviewAuthenticatorOptions {
   bearerToken?: string;
   /** Trust anchors for the API server's certificate. */
   caPem?: string;
+  /** Deadline of one review (default 5 s). */
+  timeoutMs?: number;
 }
 
 const PATH = "/apis/authentication.k8s.io/v1/tokenreviews";
@@ -27,7 +29,7 @@ interface TokenReviewStatus {
   user?: { username?: string };
 }
 
-function post(url: URL, body: string, headers: Record<string, string>, caPem: string | undefined): Promise<{ status: number; body: string }> {
+function post(url: URL, body: string, headers: Record<string, string>, caPem: string | undefined, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const lib = url.protocol === "https:" ? https : http;
     const req = lib.request(
@@ -35,7 +37,7 @@ function post(url: URL, body: string, headers: Record<string, string>, caPem: st
       {
         method: "POST",
         headers: { ...headers, "content-type": "application/json", accept: "application/json", "content-length": Buffer.byteLength(body) },
-        timeout: 5_000,
+        timeout: timeoutMs,
         ...(caPem && url.protocol === "https:" ? { ca: caPem } : {}),
       },
       (res) => {
@@ -72,18 +74,31 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
       if (options.bearerToken) headers.authorization = `Bearer ${options.bearerToken}`;
       let res: { status: number; body: string };
       try {
-        res = await post(url, body, headers, options.caPem);
+        res = await post(url, body, headers, options.caPem, options.timeoutMs ?? 5_000);
       } catch (err) {
-        throw new AuthenticationError(`TokenReview at ${url.origin} failed: ${(err as Error).message}`);
+        // Unreachable, reset or timed out: nothing is known about the token.
+        const code = (err as { code?: string }).code;
+        throw new VerifierUnavailableError(
+          `TokenReview at ${url.origin} failed: ${code ?? (err as Error).message}`,
+          "the TokenReview API server is unreachable",
+          { cause: err },
+        );
       }
       if (res.status < 200 || res.status >= 300) {
-        throw new AuthenticationError(`TokenReview at ${url.origin} answered HTTP ${res.status}`);
+        // 5xx, 429, or the API server refusing the CA's own credential (401/403): a server-side fault.
+        throw new VerifierUnavailableError(
+          `TokenReview at ${url.origin} answered HTTP ${res.status}`,
+          `the TokenReview API server answered HTTP ${res.status}`,
+        );
       }
       let status: TokenReviewStatus;
       try {
         status = ((JSON.parse(res.body) as { status?: TokenReviewStatus }).status ?? {}) as TokenReviewStatus;
       } catch {
-        throw new AuthenticationError(`TokenReview at ${url.origin} answered something that is not JSON`);
+        throw new VerifierUnavailableError(
+          `TokenReview at ${url.origin} answered something that is not JSON`,
+          "the TokenReview API server answered something that is not JSON",
+        );
       }
       if (status.authenticated !== true) {
         throw new AuthenticationError(`token rejected by TokenReview${status.error ? `: ${status.error}` : ""}`);
@@ -97,9 +112,8 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
         throw new AuthenticationError(`TokenReview user "${username}" is not a service account`);
       }
       const [, , namespace, serviceAccount] = parts as [string, string, string, string];
-      if (!isValidK8sName(namespace) || !isValidK8sName(serviceAccount)) {
-        throw new AuthenticationError("TokenReview names an invalid namespace or service account");
-      }
+      const invalid = invalidIdentityReason({ namespace, serviceAccount });
+      if (invalid) throw new AuthenticationError(`TokenReview user: ${invalid}`);
       return { namespace, serviceAccount, subject: username, expiresAt: undefined };
     },
   };

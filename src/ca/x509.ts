@@ -311,6 +311,7 @@ export function parseCsr(der: Buffer): ParsedCsr {
 export function verifyCsr(csr: ParsedCsr): crypto.KeyObject {
   const hash = SIGNATURE_HASH[csr.signatureAlgorithm];
   if (hash === undefined) throw new Error(`unsupported CSR signature algorithm ${csr.signatureAlgorithm}`);
+  checkSpkiParameters(csr.spki);
   let key: crypto.KeyObject;
   try {
     key = publicKeyFromSpki(csr.spki);
@@ -382,11 +383,44 @@ export function p256KeyEncodings(privateKey: crypto.KeyObject): { spki: Buffer; 
   return { spki, pkcs8 };
 }
 
-/** Workload keys the CA accepts: EC P-256/P-384, RSA 2048–8192, Ed25519. */
+/**
+ * The AlgorithmIdentifier parameters of a workload key, as Go's crypto/x509 reads them:
+ * an EC key names its curve by OID (RFC 5480 2.1.1: explicit curve parameters are not
+ * allowed, and OpenSSL would otherwise report them as the named curve they equal); an
+ * RSA key has NULL parameters (RFC 3279 2.3.1); Ed25519 has none (RFC 8410 3).
+ * The leaf carries the CSR's SubjectPublicKeyInfo as it is, so this is what peers see.
+ */
+export function checkSpkiParameters(spki: Buffer): void {
+  const top = expectTag(readNode(spki), TAG.sequence, "subjectPublicKeyInfo");
+  const alg = children(spki, expectTag(children(spki, top)[0], TAG.sequence, "algorithm"));
+  const algOid = readOid(spki, expectTag(alg[0], TAG.oid, "algorithm"));
+  const params = alg[1];
+  if (alg.length > 2) throw new DerError("public key AlgorithmIdentifier has more than one parameters field");
+  if (algOid === OID.ecPublicKey) {
+    if (params?.tag === TAG.sequence) {
+      throw new Error("EC public key with explicit curve parameters; only named curves are accepted (RFC 5480), use P-256 or P-384");
+    }
+    if (params?.tag !== TAG.oid) throw new Error("EC public key without a named curve (RFC 5480 namedCurve OID required)");
+  } else if (algOid === OID.rsaEncryption) {
+    if (!params || params.tag !== TAG.null || params.end !== params.contentStart) {
+      throw new Error("RSA public key without NULL parameters (RFC 3279)");
+    }
+  } else if (algOid === OID.ed25519) {
+    if (params) throw new Error("Ed25519 public key with parameters (RFC 8410 requires none)");
+  }
+}
+
+/** The only RSA public exponent accepted: small ones (e = 3) invite signature-forgery bugs in verifiers. */
+const RSA_EXPONENT = 65537n;
+
+/** Workload keys the CA accepts: EC P-256/P-384, RSA 2048–8192 with e = 65537, Ed25519. */
 export function checkWorkloadKey(key: crypto.KeyObject): void {
   const t = key.asymmetricKeyType;
   const d = key.asymmetricKeyDetails ?? {};
   if (t === "ec" && (d.namedCurve === "prime256v1" || d.namedCurve === "secp384r1")) return;
+  if (t === "rsa" && d.publicExponent !== RSA_EXPONENT) {
+    throw new Error(`unsupported RSA public exponent ${d.publicExponent ?? "?"}; only e = 65537 is accepted`);
+  }
   if (t === "rsa" && (d.modulusLength ?? 0) >= 2048 && (d.modulusLength ?? 0) <= 8192) return;
   if (t === "ed25519") return;
   const detail = t === "ec" ? ` curve ${d.namedCurve}` : t === "rsa" ? ` ${d.modulusLength} bits` : "";

@@ -3,6 +3,7 @@
 export {
   spiffeIdOf,
   AuthenticationError,
+  VerifierUnavailableError,
   InvalidRequestError,
   type KeyType,
   type WorkloadIdentity,

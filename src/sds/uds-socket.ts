@@ -26,6 +26,12 @@ export async function prepareSocketPath(path: string): Promise<void> {
   } catch (err) {
     throw new SocketPathError(`cannot create the directory of the SDS socket ${path}: ${(err as Error).message}`);
   }
+  // The directory is what protects the socket: a symlink there may point into a directory
+  // someone else controls, so it is refused, not followed (its own parents may be links,
+  // e.g. /var/run -> /run).
+  if (lstatSync(dirname(path)).isSymbolicLink()) {
+    throw new SocketPathError(`refusing SDS socket path ${path}: its directory ${dirname(path)} is a symbolic link`);
+  }
   let st: Stats;
   try {
     st = lstatSync(path);

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { SignJWT, exportJWK, type JSONWebKeySet, type JWTPayload } from "jose";
 import {
   AuthenticationError,
+  VerifierUnavailableError,
   createJwtAuthenticator,
   createTokenReviewAuthenticator,
   openDevTokenIssuer,
@@ -24,6 +25,7 @@ const dir = tempDir();
 const ISS = "https://issuer.test";
 const key = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" });
 const otherKey = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+const otherRsaKey = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
 const rsaKey = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
 const jwks: JSONWebKeySet = {
   keys: [
@@ -40,13 +42,14 @@ async function token(opts: {
   aud?: string | null;
   exp?: number | null;
   nbf?: number;
+  iat?: number;
   sub?: string | null;
   signWith?: crypto.KeyObject;
   alg?: string;
   kid?: string;
 } = {}): Promise<string> {
   const payload: JWTPayload = { ...k8s("foo", "httpbin"), ...opts.claims };
-  const t = new SignJWT(payload).setProtectedHeader({ alg: opts.alg ?? "ES256", kid: opts.kid ?? "ec" }).setIssuedAt();
+  const t = new SignJWT(payload).setProtectedHeader({ alg: opts.alg ?? "ES256", kid: opts.kid ?? "ec" }).setIssuedAt(opts.iat);
   if (opts.iss !== null) t.setIssuer(opts.iss ?? ISS);
   if (opts.aud !== null) t.setAudience(opts.aud ?? "istio-ca");
   if (opts.exp !== null) t.setExpirationTime(opts.exp ?? now() + 600);
@@ -75,6 +78,40 @@ test("a token expired within the 60 s leeway is still accepted", async () => {
   await authn.authenticate(await token({ exp: now() - 30 }));
 });
 
+test("the longest names Kubernetes allows are accepted: a 63-character namespace, a 253-character dotted service account", async () => {
+  const ns = `n${"-".repeat(61)}n`;
+  const sa = `${"s".repeat(63)}.`.repeat(3) + "s".repeat(61);
+  assert.is(sa.length, 253);
+  const caller = await authn.authenticate(await token({ claims: k8s(ns, sa), sub: null }));
+  assert.equal([caller.namespace, caller.serviceAccount], [ns, sa]);
+});
+
+test("a token issued 30 s in the future (iat within the leeway) is accepted", async () => {
+  const caller = await authn.authenticate(await token({ iat: now() + 30 }));
+  assert.is(caller.serviceAccount, "httpbin");
+});
+
+// The authenticator's clock, not the machine's, decides: nbf = iat = T, exp = T + 600, leeway 60 s.
+const T = 1_900_000_000;
+const clockCases: Array<[string, number, RegExp | undefined]> = [
+  ["61 s before nbf: refused (nbf)", T - 61, /"nbf" claim/],
+  ["59 s before nbf: accepted", T - 59, undefined],
+  ["59 s after exp: accepted", T + 659, undefined],
+  ["61 s after exp: refused (expired)", T + 661, /expired|"exp" claim/],
+];
+for (const [what, at, refusal] of clockCases) {
+  test(`with the authenticator's clock at ${what}`, async () => {
+    const clocked = createJwtAuthenticator({ jwks: { keys: jwks }, issuer: ISS, now: () => at * 1000 });
+    const t = await token({ iat: T, nbf: T, exp: T + 600 });
+    const outcome = await clocked.authenticate(t).then(() => undefined, (e: Error) => e);
+    if (refusal === undefined) assert.is(outcome, undefined, outcome?.message);
+    else {
+      assert.instance(outcome, AuthenticationError);
+      assert.match(outcome!.message, refusal);
+    }
+  });
+}
+
 test("identity from sub alone (system:serviceaccount:<ns>:<sa>) when kubernetes.io is absent", async () => {
   const t = await new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "ec" }).setIssuer(ISS).setAudience("istio-ca")
     .setExpirationTime(now() + 60).setSubject("system:serviceaccount:bar:sleep").sign(key.privateKey);
@@ -86,7 +123,7 @@ test("identity from sub alone (system:serviceaccount:<ns>:<sa>) when kubernetes.
 const attacks: Array<[string, () => Promise<string>, RegExp]> = [
   ["a missing token", async () => "", /no token/],
   ["a token signed by another key", () => token({ signWith: otherKey.privateKey }), /signature verification failed/],
-  ["an expired token", () => token({ exp: now() - 3600 }), /"exp" claim/],
+  ["an expired token", () => token({ exp: now() - 3600 }), /token expired at .* write a fresh token/],
   ["a token not valid before an hour from now", () => token({ nbf: now() + 3600 }), /"nbf" claim/],
   ["a token for another audience", () => token({ aud: "kubernetes.default.svc" }), /"aud" claim/],
   ["a token without audience", () => token({ aud: null }), /"aud" claim/],
@@ -112,6 +149,44 @@ const attacks: Array<[string, () => Promise<string>, RegExp]> = [
   ["a token whose kubernetes.io lacks the service account", () => token({ claims: { "kubernetes.io": { namespace: "foo" } } }), /lacks namespace or serviceaccount\.name/],
   ["a token whose sub and kubernetes.io disagree", () => token({ sub: "system:serviceaccount:kube-system:admin" }), /claims disagree/],
   ["a token naming an impossible namespace", () => token({ claims: k8s("foo/sa/admin", "x"), sub: null }), /invalid namespace/],
+  // kid confusion: the header names a trusted key, the signature is the attacker's
+  ["a token whose kid names the RSA key, signed ES256 by another key", () => token({ kid: "rsa", signWith: otherKey.privateKey }), /token rejected/],
+  ["a token whose kid names the EC key, signed RS256 by another key", () => token({ kid: "ec", alg: "RS256", signWith: otherRsaKey.privateKey }), /token rejected/],
+  ["a token with an unknown kid, signed by another key", () => token({ kid: "attacker", signWith: otherKey.privateKey }), /token rejected/],
+  [
+    "a token without kid, signed by another key",
+    () => new SignJWT({ ...k8s("foo", "httpbin") }).setProtectedHeader({ alg: "ES256" }).setIssuer(ISS).setAudience("istio-ca")
+      .setExpirationTime(now() + 600).sign(otherKey.privateKey),
+    /token rejected/,
+  ],
+  [
+    "a token that carries its own key in a jwk header",
+    async () => new SignJWT({ ...k8s("foo", "httpbin") })
+      .setProtectedHeader({ alg: "ES256", kid: "ec", jwk: await exportJWK(otherKey.publicKey) }).setIssuer(ISS).setAudience("istio-ca")
+      .setExpirationTime(now() + 600).sign(otherKey.privateKey),
+    /token rejected/,
+  ],
+  [
+    "a token whose jku points at the attacker's key set",
+    () => new SignJWT({ ...k8s("foo", "httpbin") }).setProtectedHeader({ alg: "ES256", kid: "ec", jku: "https://evil.test/jwks.json" })
+      .setIssuer(ISS).setAudience("istio-ca").setExpirationTime(now() + 600).sign(otherKey.privateKey),
+    /signature verification failed/,
+  ],
+  // Kubernetes names: a namespace is a DNS label, a service account a DNS subdomain
+  ["a token whose namespace has a dot", () => token({ claims: k8s("foo.bar", "httpbin"), sub: null }), /invalid namespace "foo\.bar".*DNS label/],
+  ["a token whose namespace is 64 characters", () => token({ claims: k8s("n".repeat(64), "httpbin"), sub: null }), /invalid namespace.*at most 63/],
+  ["a token whose service account is 254 characters", () => token({ claims: k8s("foo", `${"s".repeat(63)}.`.repeat(3) + "s".repeat(62)), sub: null }), /invalid service account.*at most 253/],
+  ["a token whose service account has an empty label", () => token({ claims: k8s("foo", "a..b"), sub: null }), /invalid service account "a\.\.b"/],
+  ["a token whose service account ends with a dot", () => token({ claims: k8s("foo", "httpbin."), sub: null }), /invalid service account/],
+  ["a token whose sub names a namespace with a dot", () => token({ claims: { "kubernetes.io": undefined }, sub: "system:serviceaccount:kube.system:admin" }), /invalid namespace/],
+  // a kubernetes.io claim that is there but says nothing is an error, never a fallback to sub
+  ["a token whose kubernetes.io is an empty object (sub is valid)", () => token({ claims: { "kubernetes.io": {} } }), /"kubernetes\.io" lacks namespace/],
+  ["a token whose kubernetes.io is a string (sub is valid)", () => token({ claims: { "kubernetes.io": "foo" } }), /"kubernetes\.io" must be an object, got string/],
+  ["a token whose kubernetes.io is an array (sub is valid)", () => token({ claims: { "kubernetes.io": [] } }), /"kubernetes\.io" must be an object, got an array/],
+  ["a token whose kubernetes.io is null (sub is valid)", () => token({ claims: { "kubernetes.io": null } }), /"kubernetes\.io" must be an object, got null/],
+  ["a token whose serviceaccount is a string", () => token({ claims: { "kubernetes.io": { namespace: "foo", serviceaccount: "httpbin" } } }), /lacks namespace or serviceaccount\.name/],
+  // iat: jose checks it only with maxTokenAge
+  ["a token issued an hour in the future (iat)", () => token({ iat: now() + 3600 }), /"iat" claim .* is in the future/],
   ["an oversized token", async () => "a".repeat(20_000), /too large/],
 ];
 
@@ -136,7 +211,7 @@ test("a remembered token is refused from the moment it expires (no leeway for a 
     await strict.authenticate(t);
     assert.unreachable("accepted");
   } catch (err) {
-    assert.match((err as Error).message, /"exp" claim/);
+    assert.match((err as Error).message, /token expired at /);
   }
 });
 
@@ -209,11 +284,12 @@ test("JWKS from a file", async () => {
   assert.is((await a.authenticate(await token())).namespace, "foo");
 });
 
-test("an unreadable JWKS file is an AuthenticationError naming it", async () => {
+test("an unreadable JWKS file makes the verifier unavailable (not a bad token); only the log message names the file", async () => {
   const a = createJwtAuthenticator({ jwks: { file: join(dir.path, "nope.json") } });
   await a.authenticate(await token()).then(() => assert.unreachable(), (e: Error) => {
-    assert.instance(e, AuthenticationError);
+    assert.instance(e, VerifierUnavailableError);
     assert.match(e.message, /nope\.json cannot be read/);
+    assert.not.match((e as VerifierUnavailableError).publicMessage, /nope\.json|\//);
   });
 });
 
@@ -293,10 +369,10 @@ test("TokenReview: asks the API server with audiences istio-ca and its own beare
   });
 });
 
-test("TokenReview: an unreachable API server is an AuthenticationError", async () => {
+test("TokenReview: an unreachable API server makes the verifier unavailable, not the token bad", async () => {
   const tr = createTokenReviewAuthenticator({ url: "http://127.0.0.1:1" });
   await tr.authenticate("x").then(() => assert.unreachable(), (e: Error) => {
-    assert.instance(e, AuthenticationError);
+    assert.instance(e, VerifierUnavailableError);
     assert.match(e.message, /TokenReview at http:\/\/127\.0\.0\.1:1 failed/);
   });
 });
@@ -317,7 +393,7 @@ test("TokenReview over HTTPS trusts the API server through caPem and refuses it 
     const trusted = createTokenReviewAuthenticator({ url, caPem: ca.rootCertPem });
     assert.is((await trusted.authenticate("t")).serviceAccount, "sleep");
     const untrusted = createTokenReviewAuthenticator({ url });
-    await untrusted.authenticate("t").then(() => assert.unreachable(), (e: Error) => assert.instance(e, AuthenticationError));
+    await untrusted.authenticate("t").then(() => assert.unreachable(), (e: Error) => assert.instance(e, VerifierUnavailableError));
   } finally {
     server.closeAllConnections();
     await new Promise((r) => server.close(r));

@@ -124,6 +124,14 @@ const unauthenticated: Array<[string, () => Promise<string | undefined>]> = [
   ["a token without service-account claims", () => bearer({ "kubernetes.io": undefined, sub: "alice" })],
   ["an alg none token", async () => `Bearer ${b64({ alg: "none" })}.${b64({ ...claims, iss: issuer.issuer, aud: "istio-ca", exp: now() + 60 })}.`],
   ["an HS256 token keyed with the public JWK", () => bearer({}, crypto.createSecretKey(Buffer.from(JSON.stringify(issuer.jwks.keys[0]))), "HS256")],
+  ["a token issued an hour in the future (iat)", () => bearer({ iat: now() + 3600 })],
+  ["a token whose kubernetes.io is a string, with a valid sub", () => bearer({ "kubernetes.io": "foo" })],
+  ["a token naming a dotted namespace", () => bearer({ "kubernetes.io": { namespace: "kube.system", serviceaccount: { name: "admin" } }, sub: "system:serviceaccount:kube.system:admin" })],
+  [
+    "a token whose kid names the dev issuer's key, signed by another key",
+    async () => `Bearer ${await new SignJWT({ ...claims, iss: issuer.issuer, aud: "istio-ca", exp: now() + 600 })
+      .setProtectedHeader({ alg: "ES256", kid: issuer.jwks.keys[0]!.kid! }).sign(other.privateKey)}`,
+  ],
 ];
 for (const [what, make] of unauthenticated) {
   test(`${what} → UNAUTHENTICATED and no certificate`, async () => {
@@ -159,6 +167,16 @@ test("metrics count CSRs by result and time the signing", async () => {
   assert.is(count("invalid"), 2);
   const h = await registry.getSingleMetricAsString("meshkey_ca_signing_seconds");
   assert.match(h, /meshkey_ca_signing_seconds_count 5\b/);
+});
+
+test("a CSR whose key has explicit curve parameters (openssl -param_enc explicit) → INVALID_ARGUMENT and no certificate", async () => {
+  const key = `${dir.path}/explicit.pem`;
+  assert.is(openssl(["ecparam", "-name", "prime256v1", "-genkey", "-param_enc", "explicit", "-out", key]).status, 0);
+  const csr = openssl(["req", "-new", "-key", key, "-subj", "/CN=x"]);
+  const { err, chain } = await call(csr.out, `Bearer ${await issuer.mint({ namespace: "foo", serviceAccount: "httpbin" })}`);
+  assert.is(err?.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(err!.details, /explicit curve parameters/);
+  assert.equal(chain, []);
 });
 
 test("200 concurrent requests from 4 connections each get their own certificate", async () => {

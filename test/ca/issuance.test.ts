@@ -12,7 +12,7 @@ import {
   type CertificateAuthority,
   type KeyType,
 } from "../../src/ca/index.js";
-import { toPem } from "../../src/ca/der.js";
+import { oid as derOid, sequence as derSequence, tlv, toPem } from "../../src/ca/der.js";
 import { buildCsr, signingKeyOf } from "../../src/ca/x509.js";
 import { openssl, tempDir, verifyChain, writeIn } from "./helpers.js";
 
@@ -110,6 +110,64 @@ test("the SAN and subject come from the identity, never from the CSR", async () 
   assert.equal(readCertificateInfo(leafPem!).uriSans, ["spiffe://example.org/ns/foo/sa/httpbin"]);
 });
 
+// Whatever an openssl-made CSR asks for, the leaf has exactly the CA's fields.
+const forgedCsrs: Array<[string, string[]]> = [
+  ["a URI SAN of another identity", ["-addext", "subjectAltName=URI:spiffe://example.org/ns/kube-system/sa/admin"]],
+  ["a second URI SAN beside the real one", ["-addext", "subjectAltName=URI:spiffe://example.org/ns/foo/sa/httpbin,URI:spiffe://example.org/ns/kube-system/sa/admin"]],
+  ["DNS, IP and email SANs", ["-addext", "subjectAltName=DNS:admin.kube-system.svc,IP:10.0.0.1,email:admin@example.org"]],
+  ["a subject naming another identity", ["-subj", "/CN=spiffe:\/\/example.org\/ns\/kube-system\/sa\/admin/O=system:masters"]],
+  ["CA:TRUE and keyCertSign", ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]],
+  ["code-signing EKU", ["-addext", "extendedKeyUsage=codeSigning,OCSPSigning"]],
+  ["name constraints", ["-addext", "nameConstraints=permitted;URI:.example.org"]],
+  ["an unknown critical extension", ["-addext", "1.3.6.1.4.1.99999.1=critical,ASN1:UTF8String:evil"]],
+];
+const CA_LEAF_EXTENSIONS = ["2.5.29.14", "2.5.29.15", "2.5.29.17", "2.5.29.19", "2.5.29.35", "2.5.29.37"];
+for (const [what, args] of forgedCsrs) {
+  test(`a CSR with ${what} gets a leaf with only the token's SPIFFE ID, an empty subject and the CA's own extensions`, async () => {
+    const ca = await caOf("ec-p256");
+    const key = writeIn(dir.path, "forged.pem", crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "pem", type: "pkcs8" }).toString());
+    const csr = openssl(["req", "-new", "-key", key, ...(args.includes("-subj") ? [] : ["-subj", "/CN=x"]), ...args]);
+    assert.is(csr.status, 0, csr.out);
+    const [leafPem] = await ca.sign(csr.out, id);
+    const leaf = new x509.X509Certificate(leafPem!);
+    assert.is(leaf.subject, "");
+    assert.equal(readCertificateInfo(leafPem!).uriSans, ["spiffe://example.org/ns/foo/sa/httpbin"]);
+    const san = leaf.getExtension(x509.SubjectAlternativeNameExtension)!;
+    assert.equal(Array.from(san.names.items, (n) => [n.type, n.value]), [["url", "spiffe://example.org/ns/foo/sa/httpbin"]]);
+    assert.equal(Array.from(leaf.extensions, (e) => e.type).sort(), CA_LEAF_EXTENSIONS);
+    assert.is(leaf.getExtension(x509.BasicConstraintsExtension)!.ca, false);
+    const text = openssl(["x509", "-noout", "-text"], leafPem).out;
+    assert.match(text, /Extended Key Usage: *\n *TLS Web Server Authentication, TLS Web Client Authentication\n/);
+    assert.not.match(text, /admin|evil|Certificate Sign|Code Signing|Name Constraints|10\.0\.0\.1/);
+  });
+}
+
+// Names that could smuggle another identity into the SPIFFE ID (spiffe://td/ns/<ns>/sa/<sa>).
+const trickNames: Array<[string, { namespace: string; serviceAccount: string }]> = [
+  ["a slash in the namespace", { namespace: "kube-system/sa/admin", serviceAccount: "x" }],
+  ["a slash in the service account", { namespace: "foo", serviceAccount: "x/../../kube-system/sa/admin" }],
+  ["a percent-encoded slash", { namespace: "kube-system%2Fsa%2Fadmin", serviceAccount: "x" }],
+  ["a dot-dot service account", { namespace: "foo", serviceAccount: ".." }],
+  ["a dotted namespace", { namespace: "kube-system.sa", serviceAccount: "admin" }],
+  ["upper case (another name to a case-insensitive peer)", { namespace: "Kube-System", serviceAccount: "admin" }],
+  ["a Cyrillic look-alike", { namespace: "kube-sуstem", serviceAccount: "admin" }],
+  ["a query or fragment", { namespace: "foo", serviceAccount: "admin?x=1#y" }],
+  ["a colon", { namespace: "foo", serviceAccount: "system:admin" }],
+  ["a NUL byte", { namespace: "foo", serviceAccount: "admin\u0000x" }],
+  ["whitespace", { namespace: "foo ", serviceAccount: "admin" }],
+  ["an empty service account", { namespace: "foo", serviceAccount: "" }],
+  ["a 64-character namespace", { namespace: "a".repeat(64), serviceAccount: "admin" }],
+];
+for (const [what, bad] of trickNames) {
+  test(`an identity with ${what} gets no certificate (InvalidRequestError naming the bad part)`, async () => {
+    const ca = await caOf("ec-p256");
+    const { csrPem } = await createKeyAndCsr("ec-p256");
+    const err = await ca.sign(csrPem, bad).then(() => undefined, (e: Error) => e);
+    assert.instance(err, InvalidRequestError);
+    assert.match(err!.message, /invalid (namespace|service account)/);
+  });
+}
+
 const badCsrs: Array<[string, () => Promise<string>, RegExp]> = [
   [
     "a CSR whose signature does not verify",
@@ -147,6 +205,43 @@ const badCsrs: Array<[string, () => Promise<string>, RegExp]> = [
       return openssl(["req", "-new", "-key", key, "-subj", "/CN=x"]).out;
     },
     /bad CSR: unsupported public key \(rsa 1024 bits\)/,
+  ],
+  [
+    "an openssl CSR whose P-256 key has explicit curve parameters (ecparam -param_enc explicit)",
+    async () => {
+      const key = `${dir.path}/explicit-p256.pem`;
+      const gen = openssl(["ecparam", "-name", "prime256v1", "-genkey", "-param_enc", "explicit", "-out", key]);
+      assert.is(gen.status, 0, gen.out);
+      const csr = openssl(["req", "-new", "-key", key, "-subj", "/CN=x"]);
+      assert.match(openssl(["req", "-noout", "-text"], csr.out).out, /Field Type: prime-field/, "openssl wrote explicit parameters");
+      return csr.out;
+    },
+    /bad CSR: EC public key with explicit curve parameters; only named curves are accepted \(RFC 5480\)/,
+  ],
+  [
+    "an openssl CSR with an RSA key of public exponent 3 (genrsa -3)",
+    async () => {
+      const key = `${dir.path}/rsa-e3.pem`;
+      const gen = openssl(["genrsa", "-3", "-out", key, "2048"]);
+      assert.is(gen.status, 0, gen.out);
+      const csr = openssl(["req", "-new", "-key", key, "-subj", "/CN=x"]);
+      assert.match(openssl(["req", "-noout", "-text"], csr.out).out, /Exponent: 3 \(0x3\)/);
+      return csr.out;
+    },
+    /bad CSR: unsupported RSA public exponent 3; only e = 65537 is accepted/,
+  ],
+  [
+    "a CSR whose RSA key lacks the NULL parameters (RFC 3279)",
+    async () => {
+      const { privateKey, publicKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+      const pkcs1 = publicKey.export({ format: "der", type: "pkcs1" });
+      const bits = Buffer.concat([Buffer.from([0]), pkcs1]);
+      const spki = derSequence(derSequence(derOid("1.2.840.113549.1.1.1")), tlv(0x03, bits));
+      const pem = toPem("CERTIFICATE REQUEST", buildCsr(signingKeyOf(privateKey), spki));
+      assert.is(openssl(["req", "-verify", "-noout"], pem).status, 0, "openssl reads it");
+      return pem;
+    },
+    /bad CSR: RSA public key without NULL parameters/,
   ],
 ];
 for (const [what, make, message] of badCsrs) {

@@ -158,8 +158,8 @@ test("SIGKILL at each step of the very first start: every restart ends with one 
 const noMounts = mountNamespaceUnavailable();
 const storage: Array<[string, string, RegExp]> = [
   // A tiny tmpfs already full: the first write of the root key fails.
-  ["a full disk", 'mount -t tmpfs -o size=8k tmpfs "$d" && dd if=/dev/zero of="$d/fill" bs=1k count=64 2>/dev/null; exec "$@"', /no space left on device/i],
-  ["a read-only file system", 'mount -t tmpfs -o ro tmpfs "$d" && exec "$@"', /read-only file system/i],
+  ["a full disk", 'mount -t tmpfs -o size=8k,mode=0700 tmpfs "$d" && dd if=/dev/zero of="$d/fill" bs=1k count=64 2>/dev/null; exec "$@"', /no space left on device/i],
+  ["a read-only file system", 'mount -t tmpfs -o ro,mode=0700 tmpfs "$d" && exec "$@"', /read-only file system/i],
 ];
 for (const [what, setup, reason] of storage) {
   test(`a state dir on ${what} at start: exit 1 with an error naming the dir`, async () => {
@@ -192,7 +192,7 @@ test("a full disk that already holds the root: the agent starts with that same r
   writeFileSync(join(dir, "root.pem"), ca.rootCertPem);
   const state = join(dir, "state");
   mkdirSync(state);
-  const setup = 'mount -t tmpfs -o size=16k tmpfs "$d" && cp -p "$s"/* "$d"/ && dd if=/dev/zero of="$d/fill" bs=1k count=64 2>/dev/null; exec "$@"';
+  const setup = 'mount -t tmpfs -o size=16k,mode=0700 tmpfs "$d" && cp -p "$s"/* "$d"/ && dd if=/dev/zero of="$d/fill" bs=1k count=64 2>/dev/null; exec "$@"';
   const c = spawnRaw(["-m", "sh", "-c", `d="$1"; s="$2"; shift 2; ${setup}`, "sh", state, seed, process.execPath, ...serveArgv(dir)], "unshare");
   const deadline = Date.now() + 20_000;
   while (!/^  admin\s/m.test(c.out()) && c.child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

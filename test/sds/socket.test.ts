@@ -81,6 +81,24 @@ for (const [what, make, message] of refused) {
   });
 }
 
+test("refuses a socket directory that is a symbolic link, and creates nothing where it points", async () => {
+  const dir = tempDir();
+  const elsewhere = join(dir, "someone-elses");
+  mkdirSync(elsewhere);
+  symlinkSync(elsewhere, join(dir, "sds"));
+  const path = join(dir, "sds", "uds_path");
+  const err = await agent(path).then(
+    async (s) => {
+      await s.close();
+      return undefined;
+    },
+    (e: Error) => e,
+  );
+  assert.instance(err, SocketPathError);
+  assert.match(err!.message, /its directory .*sds is a symbolic link/);
+  assert.not.ok(existsSync(join(elsewhere, "uds_path")), "no socket where the link points");
+});
+
 test("replaces a stale socket (nobody listening)", async () => {
   const path = join(tempDir(), "uds_path");
   // A bound but never listening socket: connecting to it is refused, as after a crash.

@@ -5,6 +5,7 @@ import {
   openCertificateAuthority,
   readCertificateInfo,
   readRootCertPem,
+  rootTrustDomainOf,
   type KeyType,
 } from "../../ca/index.js";
 import { UsageError, parseFlags, runCommand, type CliCommand } from "../command.js";
@@ -17,6 +18,8 @@ Usage:
 
 init creates the root (O = trust domain, 10 years, files mode 0600) unless one
 exists already, which is kept; it prints the root's path and SHA-256 fingerprint.
+An existing root made for another trust domain than --trust-domain is an error (exit 1):
+it is never replaced, and never silently kept for the wrong domain.
 show prints the root certificate PEM (exit 1 when there is none).
 
 Options:
@@ -37,7 +40,7 @@ export const command: CliCommand = {
         argv,
         {
           "state-dir": { type: "string", default: ".meshkey" },
-          "trust-domain": { type: "string", default: "cluster.local" },
+          "trust-domain": { type: "string" },
           "key-type": { type: "string", default: "ec-p256" },
         },
         true,
@@ -50,11 +53,23 @@ export const command: CliCommand = {
         if (keyType !== "ec-p256" && keyType !== "rsa-2048") {
           throw new UsageError(`--key-type must be ec-p256 or rsa-2048 (got "${keyType}")`);
         }
-        const existed = (await readRootCertPem(stateDir)) !== undefined;
-        const ca = await openCertificateAuthority({ stateDir, trustDomain: values["trust-domain"]!, keyType: keyType as KeyType });
+        const existing = await readRootCertPem(stateDir);
+        const asked = values["trust-domain"];
+        if (existing !== undefined && asked !== undefined) {
+          const rootCertPath = join(stateDir, ROOT_CERT_FILE);
+          const has = rootTrustDomainOf(existing, rootCertPath);
+          if (has !== asked) {
+            process.stderr.write(
+              `meshkey ca init: ${rootCertPath} is the root of trust domain ${has === undefined ? "(none: its subject has no O)" : `"${has}"`}, ` +
+                `not "${asked}"; it is kept as it is. Use another --state-dir for "${asked}", or move the old root away first\n`,
+            );
+            return 1;
+          }
+        }
+        const ca = await openCertificateAuthority({ stateDir, trustDomain: asked ?? "cluster.local", keyType: keyType as KeyType });
         const info = readCertificateInfo(ca.rootCertPem);
         process.stdout.write(
-          `${existed ? "kept existing" : "created"} root ${join(stateDir, ROOT_CERT_FILE)}\n` +
+          `${existing !== undefined ? "kept existing" : "created"} root ${join(stateDir, ROOT_CERT_FILE)}\n` +
             `sha256 fingerprint ${info.fingerprintSha256}\nnot after ${info.notAfter.toISOString()}\n`,
         );
         return 0;

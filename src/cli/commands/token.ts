@@ -1,11 +1,12 @@
 // `meshkey token`: prints a service-account JWT from the dev issuer in the state dir.
 import { openDevTokenIssuer } from "../../ca/index.js";
 import { parseDurationSeconds } from "../duration.js";
+import { DEV_TOKEN_DEFAULT_TTL_SECONDS } from "../serve-config.js";
 import { UsageError, parseFlags, runCommand, type CliCommand } from "../command.js";
 
 const help = `meshkey token — print a service-account JWT from the dev issuer
 
-Usage: meshkey token --namespace NS --service-account SA [--ttl 1h] [--audience istio-ca] [--state-dir DIR]
+Usage: meshkey token --namespace NS --service-account SA [--ttl 24h] [--audience istio-ca] [--state-dir DIR]
 
 The token carries the claims of a Kubernetes projected service-account token
 (iss, sub system:serviceaccount:NS:SA, aud, exp, iat, nbf, kubernetes.io).
@@ -15,7 +16,8 @@ The issuer's key lives in the state dir (mode 0600); its public keys are in
 Options:
   --namespace, -n NS          Kubernetes namespace (required)
   --service-account, -s SA    service account name (required)
-  --ttl DURATION              lifetime: 1h (default), 30m, 3600, 1d…
+  --ttl DURATION              lifetime: 24h (default: a certificate's default life, twice
+                              its default rotation period), 30m, 3600, 1d…
   --audience AUD              aud claim (default istio-ca); repeat for several
   --state-dir DIR             state directory (default .meshkey)
 
@@ -30,7 +32,7 @@ export const command: CliCommand = {
       const { values } = parseFlags(argv, {
         namespace: { type: "string", short: "n" },
         "service-account": { type: "string", short: "s" },
-        ttl: { type: "string", default: "1h" },
+        ttl: { type: "string", default: `${DEV_TOKEN_DEFAULT_TTL_SECONDS}s` },
         audience: { type: "string", multiple: true },
         "state-dir": { type: "string", default: ".meshkey" },
       });
