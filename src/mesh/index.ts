@@ -15,7 +15,7 @@ export {
   type Protocol,
   type MtlsMode,
 } from "./model.js";
-export { parseMesh, loadMeshFile } from "./parse-mesh.js";
+export { parseMesh, loadMeshFile, readMeshFile, DEFAULT_MAX_MESH_BYTES, type ReadMeshOptions } from "./parse-mesh.js";
 export { defaultMesh, defaultMeshYaml } from "./default-mesh.js";
 export { watchMeshFile, type MeshWatcher } from "./watch-mesh-file.js";
 export { nodeKind, sidecarIdentity, workloadServices, NODE_METADATA_SDS_SOCKET, NODE_METADATA_SDS_TOKEN_PATH, type NodeInfo, type NodeKind, type SidecarIdentity } from "./node-info.js";

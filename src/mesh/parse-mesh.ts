@@ -1,7 +1,7 @@
 // Mesh file → MeshModel: YAML (with source ranges), ajv schema, then the checks a
 // schema cannot express (duplicates, endpoint ports). Every error names the file,
 // the line where the YAML has one, and the field path (`services[1].ports[0].port`).
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { isIP } from "node:net";
 import { Ajv, type ErrorObject } from "ajv";
 import { LineCounter, parseDocument, isCollection, isNode, visit, type Document } from "yaml";
@@ -104,6 +104,11 @@ export function parseMesh(text: string, file = "<mesh>"): MeshModel {
       }
     },
   });
+  // An empty file (or only comments) is what a truncated write leaves behind: it is not a
+  // mesh with no services, which must be said explicitly.
+  if (doc.contents === null) {
+    throw new MeshError(file, undefined, "", `the mesh file is empty (no YAML document); an empty mesh must say so explicitly: "services: []"`);
+  }
   let raw: unknown;
   try {
     // toJS throws on an alias with no anchor, or on too many aliases ("billion laughs").
@@ -119,6 +124,9 @@ export function parseMesh(text: string, file = "<mesh>"): MeshModel {
     fail(first.segments, first.detail);
   }
   const mesh = raw as RawMesh;
+  if (mesh.services === undefined) {
+    fail(["services"], `is required: a mesh file with no "services" key is refused (a truncated file?); an empty mesh must say so explicitly: "services: []"`);
+  }
 
   const namespaces = new Map<string, MeshNamespace>();
   (mesh.namespaces ?? []).forEach((ns, i) => {
@@ -181,13 +189,53 @@ function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Reads and parses a mesh file. Throws MeshError (or the read error, naming the file). */
-export async function loadMeshFile(path: string): Promise<MeshModel> {
-  let text: string;
+/** Largest mesh file read by default (--max-mesh-bytes). */
+export const DEFAULT_MAX_MESH_BYTES = 16 * 1024 * 1024;
+
+export interface ReadMeshOptions {
+  /** Refuse a file larger than this, before reading or parsing it (default 16 MiB). */
+  maxBytes?: number;
+}
+
+/**
+ * Reads a mesh file's text, refusing one above `maxBytes` before it is parsed: its size
+ * is checked with fstat, and the read itself stops one byte past the limit, so a file
+ * that grows while it is read is refused too. Throws MeshError naming the file.
+ */
+export async function readMeshFile(path: string, options: ReadMeshOptions = {}): Promise<string> {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESH_BYTES;
+  const tooLarge = (size: string) =>
+    new MeshError(path, undefined, "", `the mesh file is ${size} bytes, above the limit of ${maxBytes} bytes (--max-mesh-bytes); not parsed`);
+  let handle;
   try {
-    text = await readFile(path, "utf8");
+    handle = await open(path, "r");
   } catch (err) {
     throw new MeshError(path, undefined, "", `cannot read: ${(err as Error).message}`);
   }
-  return parseMesh(text, path);
+  try {
+    const { size } = await handle.stat();
+    if (size > maxBytes) throw tooLarge(String(size));
+    // Read until end of file, never more than maxBytes + 1 bytes in all (the file may grow while read).
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(Math.max(size - length, 64 * 1024), maxBytes + 1 - length));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, length);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+      if (length > maxBytes) throw tooLarge(`more than ${maxBytes}`);
+    }
+    return Buffer.concat(chunks, length).toString("utf8");
+  } catch (err) {
+    if (err instanceof MeshError) throw err;
+    throw new MeshError(path, undefined, "", `cannot read: ${(err as Error).message}`);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads and parses a mesh file. Throws MeshError (or the read error, naming the file). */
+export async function loadMeshFile(path: string, options: ReadMeshOptions = {}): Promise<MeshModel> {
+  return parseMesh(await readMeshFile(path, options), path);
 }

@@ -1,12 +1,14 @@
-// Watches a mesh file: on each change (debounced), parses it and reports the model
-// or the error. Watches the directory so that editors' rename-on-save is seen.
+// Watches a mesh file: on each change (debounced), reads it (bounded by maxBytes),
+// parses it and reports the model or the error. Watches the directory so that
+// editors' rename-on-save is seen.
 import { watch, type FSWatcher } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
-import { parseMesh } from "./parse-mesh.js";
-import { MeshError, type MeshModel } from "./model.js";
+import { parseMesh, readMeshFile } from "./parse-mesh.js";
+import type { MeshModel } from "./model.js";
 
 export interface MeshWatcher {
+  /** Resolves once the file's current text is known: a change after this is seen as one. */
+  readonly ready: Promise<void>;
   close(): void;
 }
 
@@ -15,18 +17,24 @@ export function watchMeshFile(
   onChange: (model: MeshModel) => void,
   onError: (err: Error) => void,
   debounceMs = 50,
+  maxBytes?: number,
 ): MeshWatcher {
+  const readOptions = maxBytes === undefined ? {} : { maxBytes };
   const name = basename(path);
   let timer: NodeJS.Timeout | undefined;
   let last: string | undefined;
   let closed = false;
-  readFile(path, "utf8").then((t) => (last ??= t), () => {});
+  const ready = readMeshFile(path, readOptions).then(
+    (t) => void (last ??= t),
+    () => {},
+  );
   const reload = async () => {
     let text: string;
     try {
-      text = await readFile(path, "utf8");
+      text = await readMeshFile(path, readOptions);
     } catch (err) {
-      if (!closed) onError(new MeshError(path, undefined, "", `cannot read: ${(err as Error).message}`));
+      // A refused read is not remembered as the last text: the same content is refused again.
+      if (!closed) onError(err as Error);
       return;
     }
     if (closed || text === last) return;
@@ -45,6 +53,7 @@ export function watchMeshFile(
   });
   watcher.on("error", (err) => onError(err));
   return {
+    ready,
     close() {
       closed = true;
       clearTimeout(timer);
