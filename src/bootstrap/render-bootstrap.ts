@@ -32,8 +32,12 @@ export interface BootstrapOptions {
   trustDomain?: string;
   /** Envoy node cluster (default `<serviceAccount>.<namespace>`). */
   nodeCluster?: string;
-  /** Control plane ADS address host:port (sidecar; default 127.0.0.1:15010, serve's plaintext --xds-listen). */
-  xdsAddress?: string;
+  /**
+   * Control plane ADS address host:port (sidecar; default 127.0.0.1:15010, serve's
+   * plaintext --xds-listen). Several (an array, or one string with commas): the
+   * replicas of the control plane, one endpoint each of the `xds-grpc` cluster.
+   */
+  xdsAddress?: string | readonly string[];
   /**
    * Reach ADS over mTLS (serve's --xds-tls-listen, default 127.0.0.1:15011): the
    * SDS `default` certificate as client certificate, the server checked against
@@ -150,6 +154,20 @@ function parseHostPort(value: string, what: string): { host: string; port: numbe
   return { host: m[1] as string, port: checkPort(Number(m[2]), what) };
 }
 
+/** The ADS addresses: each host:port once, in the order given. */
+function parseXdsAddresses(value: string | readonly string[], what = "xdsAddress"): Array<{ host: string; port: number }> {
+  const list = (typeof value === "string" ? [value] : [...value]).flatMap((v) => v.split(",")).map((v) => v.trim());
+  if (list.length === 0 || list.some((v) => v === "")) throw new BootstrapError(`${what} ${JSON.stringify(value)} has an empty address`);
+  const seen = new Set<string>();
+  return list.map((v) => {
+    const hp = parseHostPort(v, what);
+    const key = `${hp.host.toLowerCase()}:${hp.port}`;
+    if (seen.has(key)) throw new BootstrapError(`${what} lists ${v} twice`);
+    seen.add(key);
+    return hp;
+  });
+}
+
 function checkPort(port: number, what: string): number {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new BootstrapError(`${what}: port ${port} is not in 1..65535`);
   return port;
@@ -173,7 +191,8 @@ export function bootstrapContext(opts: BootstrapOptions): Record<string, unknown
   const serviceAccount = nonEmpty(opts.serviceAccount, isPilot ? cpServiceAccount : d.serviceAccount, "serviceAccount");
   const trustDomain = nonEmpty(opts.trustDomain, "cluster.local", "trustDomain");
   const xdsTls = opts.xdsTls ?? false;
-  const xds = parseHostPort(opts.xdsAddress ?? (xdsTls ? "127.0.0.1:15011" : "127.0.0.1:15010"), "xdsAddress");
+  const xdsEndpoints = parseXdsAddresses(opts.xdsAddress ?? (xdsTls ? "127.0.0.1:15011" : "127.0.0.1:15010"));
+  const xds = xdsEndpoints[0]!;
   const sdsSocket = nonEmpty(opts.sdsSocket, "/var/run/sds/uds_path", "sdsSocket");
   return {
     role: opts.role,
@@ -187,9 +206,11 @@ export function bootstrapContext(opts: BootstrapOptions): Record<string, unknown
     controlPlaneSpiffeId: `spiffe://${trustDomain}/ns/${cpNamespace}/sa/${cpServiceAccount}`,
     controlPlaneSni: nonEmpty(opts.controlPlaneSni, controlPlaneDnsName(cpNamespace), "controlPlaneSni"),
     xdsTls,
+    // The first address, for templates written before replicas; xdsEndpoints has them all.
     xdsHost: xds.host,
     xdsPort: xds.port,
-    xdsClusterType: isIP(xds.host) ? "STATIC" : "STRICT_DNS",
+    xdsEndpoints,
+    xdsClusterType: xdsEndpoints.every((e) => isIP(e.host)) ? "STATIC" : "STRICT_DNS",
     sdsSocket,
     sdsTargetUri: `unix:${sdsSocket}`,
     tokenPath: nonEmpty(opts.tokenPath, "/var/run/secrets/tokens/istio-token", "tokenPath"),

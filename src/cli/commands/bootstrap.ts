@@ -12,8 +12,12 @@ Options:
   --namespace NS            workload namespace (sidecar default: default)
   --service-account SA      workload service account (sidecar default: default)
   --trust-domain TD         SPIFFE trust domain (default cluster.local)
-  --xds-address HOST:PORT   control plane ADS address (default 127.0.0.1:15010, serve's
-                            plaintext --xds-listen; with --xds-tls 127.0.0.1:15011)
+  --xds-address HOST:PORT[,HOST:PORT…]
+                            control plane ADS address (default 127.0.0.1:15010, serve's
+                            plaintext --xds-listen; with --xds-tls 127.0.0.1:15011).
+                            Several (comma-separated and/or the flag repeated): the
+                            control-plane replicas, one endpoint each of cluster xds-grpc;
+                            Envoy moves to another one when its replica dies
   --xds-tls                 reach ADS over mTLS (serve's --xds-tls-listen): the SDS
                             certificate as client certificate, the server checked
                             against ROOTCA and the control-plane identity
@@ -36,7 +40,9 @@ Example:
   meshkey bootstrap --role sidecar --node-id sidecar~127.0.1.1~httpbin-1.foo~foo.svc.cluster.local \\
     --namespace foo --service-account httpbin --xds-address 127.0.0.1:15010 \\
     --sds-socket /var/run/sds/uds_path --token-path ./istio-token --admin-port 15000 -o envoy.json
-  envoy -c envoy.json`;
+  envoy -c envoy.json
+  # two control-plane replicas:
+  meshkey bootstrap … --xds-address 10.0.0.5:15010,10.0.0.6:15010 -o envoy.json`;
 
 function port(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -55,7 +61,7 @@ export const command: CliCommand = {
         namespace: { type: "string" },
         "service-account": { type: "string" },
         "trust-domain": { type: "string" },
-        "xds-address": { type: "string" },
+        "xds-address": { type: "string", multiple: true },
         "xds-tls": { type: "boolean" },
         "control-plane-identity": { type: "string" },
         "sds-socket": { type: "string" },
