@@ -11,6 +11,10 @@ const verbs: Record<string, () => Promise<{ command: CliCommand }>> = {
   validate: () => import("./commands/validate.js"),
   diff: () => import("./commands/diff.js"),
   demo: () => import("./commands/demo.js"),
+  "proxy-status": () => import("./commands/proxy-status.js"),
+  "proxy-config": () => import("./commands/proxy-config.js"),
+  "fetch-secret": () => import("./commands/fetch-secret.js"),
+  healthcheck: () => import("./commands/healthcheck.js"),
 };
 
 const usage = `meshkey — SPIFFE identity (CA + SDS) and Envoy configuration (ADS) service
@@ -26,6 +30,10 @@ Commands:
   validate    check Envoy config files strictly (proto JSON + PGV rules)
   diff        semantic diff of two Envoy configs (exit 0 same, 1 different, 2 error)
   demo        the seeds' four-request mTLS demo, end to end
+  proxy-status  sync state of the connected proxies (CSDS), or of one: sent vs ACKed
+  proxy-config  cluster | listener | route | endpoint | secret tables of one proxy
+  fetch-secret  fetch default and ROOTCA over the SDS socket as Envoy does, check the chain
+  healthcheck   exit 0 when a running meshkey's /readyz is 200 (container probes)
 `;
 
 export async function main(argv: string[]): Promise<number> {
