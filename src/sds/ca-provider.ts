@@ -6,6 +6,13 @@ import { AuthenticationError, InvalidRequestError, type CertificateAuthority, ty
 export interface CaProvider {
   /** Signs a PEM CSR on behalf of the token's workload. Returns PEMs leaf..root. Throws CaProviderError. */
   sign(csrPem: string, token: string, ttlSeconds?: number): Promise<string[]>;
+  /** Where it signs, for logs (e.g. "istio CA 10.0.0.5:15012"); never a secret. */
+  readonly endpoint?: string;
+  /**
+   * A cheap reachability check of the upstream CA (no CSR, no token), bounded by the signal:
+   * resolves when the CA answers, rejects otherwise. Absent for the in-process CA.
+   */
+  probe?(signal: AbortSignal): Promise<void>;
   /** Releases connections (optional). */
   close?(): Promise<void> | void;
 }

@@ -3,6 +3,7 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { isIP } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { IstioCertificateService } from "../../gen/istio/v1/auth/ca_pb.js";
 import { CaProviderError, type CaProvider } from "./ca-provider.js";
 
@@ -31,7 +32,31 @@ export function createIstioCaProvider(options: IstioCaProviderOptions): CaProvid
   const transport = createGrpcTransport({ baseUrl, sessionManager, nodeOptions: tls }) // gRPC: always HTTP/2;
   const client = createClient(IstioCertificateService, transport);
   const timeoutMs = options.timeoutMs ?? 10_000;
+  const port = Number(m[2]);
   return {
+    endpoint: `istio CA ${options.address}`,
+    probe(signal) {
+      // A TLS handshake that verifies the CA's certificate against the configured root, then
+      // close: no CSR, no token. What a sign needs before the CA looks at the request.
+      return new Promise<void>((resolve, reject) => {
+        if (signal.aborted) return reject(new Error(`no TLS handshake with ${options.address}: aborted`));
+        const socket = tlsConnect({ host, port, ...tls });
+        const fail = (why: string) => {
+          signal.removeEventListener("abort", onAbort);
+          socket.destroy();
+          reject(new Error(`no TLS handshake with ${options.address}: ${why}`));
+        };
+        const onAbort = () => fail("timed out");
+        signal.addEventListener("abort", onAbort, { once: true });
+        socket.once("secureConnect", () => {
+          signal.removeEventListener("abort", onAbort);
+          socket.end();
+          socket.destroy();
+          resolve();
+        });
+        socket.once("error", (err) => fail(err.message));
+      });
+    },
     async sign(csrPem, token, ttlSeconds) {
       try {
         const res = await client.createCertificate(

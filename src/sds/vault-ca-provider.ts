@@ -60,7 +60,15 @@ export function createVaultCaProvider(options: VaultCaProviderOptions): CaProvid
     throw new CaProviderError(msg, "invalid");
   }
 
+  const healthUrl = new URL("/v1/sys/health", base);
   return {
+    endpoint: `vault ${base.origin}`,
+    async probe(signal) {
+      // Unauthenticated; 200 active, 429 standby, 472/473 DR/performance standby can serve;
+      // 501 (not initialised) and 503 (sealed) cannot.
+      const res = await request(healthUrl, undefined, {}, options.caPem, timeoutMs, "GET", signal);
+      if (![200, 429, 472, 473].includes(res.status)) throw new Error(`vault ${base.origin} health answered ${res.status}`);
+    },
     async sign(csrPem, token, ttlSeconds) {
       const login = await put(loginUrl, { jwt: token, role: options.role }, {}, "login");
       const clientToken = (login.auth as { client_token?: unknown } | undefined)?.client_token;
@@ -85,17 +93,20 @@ export function createVaultCaProvider(options: VaultCaProviderOptions): CaProvid
 
 function request(
   url: URL,
-  body: string,
+  body: string | undefined,
   headers: Record<string, string>,
   caPem: string | undefined,
   timeoutMs: number,
+  method: "PUT" | "GET" = "PUT",
+  signal?: AbortSignal,
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const opts: https.RequestOptions = {
-      method: "PUT",
-      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers },
+      method,
+      headers: body === undefined ? headers : { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers },
       timeout: timeoutMs,
       agent: false,
+      ...(signal ? { signal } : {}),
     };
     if (url.protocol === "https:" && caPem) opts.ca = caPem;
     const req = (url.protocol === "https:" ? https : http).request(url, opts, (res) => {

@@ -50,6 +50,15 @@ export interface MeshWorld {
   bootstrap(w: Workload, adminPort: number, extraArgs?: string[]): string;
   /** Restarts meshkey serve on the same state dir and ports. */
   restartServe(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops meshkey serve (by PID) and leaves it down, for outages longer than a restart. */
+  stopServe(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts meshkey serve again on the same state dir and ports, after stopServe. */
+  startServe(): Promise<void>;
+  /**
+   * The SDS socket the serve process is configured with (and pushes in ADS config). With
+   * `--no-sds` in serveArgs, a node agent the test starts listens there (split roles).
+   */
+  sdsSocketPath: string;
   close(): Promise<void>;
 }
 
@@ -94,6 +103,7 @@ export async function createMeshWorld(options: MeshWorldOptions): Promise<MeshWo
   mkdirSync(join(dir, "tokens"));
   const meshFile = join(dir, "mesh.yaml");
   const workloads: Workload[] = [];
+  const sdsSocketPath = join(dir, "sds", "uds_path");
   const apps: Server[] = [];
   const sidecars: Sidecar[] = [];
   let nextHost = 1;
@@ -118,7 +128,7 @@ export async function createMeshWorld(options: MeshWorldOptions): Promise<MeshWo
   const ports = { xds: await freePort(), xdsTls: await freePort(), ca: await freePort(), admin: await freePort() };
   const serveArgs = [
     "--state-dir", join(dir, "state"),
-    "--sds-socket", join(dir, "sds", "uds_path"),
+    "--sds-socket", sdsSocketPath,
     "--xds-listen", `127.0.0.1:${ports.xds}`,
     "--xds-tls-listen", `127.0.0.1:${ports.xdsTls}`,
     "--ca-listen", `127.0.0.1:${ports.ca}`,
@@ -180,7 +190,7 @@ export async function createMeshWorld(options: MeshWorldOptions): Promise<MeshWo
         "--namespace", w.namespace,
         "--service-account", w.serviceAccount,
         "--xds-address", serve.xds!,
-        "--sds-socket", serve.sds!.replace(/^unix:/, ""),
+        "--sds-socket", serve.sds?.replace(/^unix:/, "") ?? sdsSocketPath,
         "--token-path", w.tokenPath,
         "--admin-port", String(adminPort),
         "-o", path,
@@ -200,6 +210,13 @@ export async function createMeshWorld(options: MeshWorldOptions): Promise<MeshWo
       await serve.stop(signal);
       serve = await startServeProcess(serveArgs);
     },
+    async stopServe(signal = "SIGTERM") {
+      await serve.stop(signal);
+    },
+    async startServe() {
+      serve = await startServeProcess(serveArgs);
+    },
+    sdsSocketPath,
     async close() {
       for (const s of sidecars) await s.envoy.stop();
       for (const a of apps) await new Promise((r) => a.close(r));
