@@ -198,11 +198,11 @@ export interface ReadMeshOptions {
 }
 
 /**
- * Reads a mesh file's text, refusing one above `maxBytes` before it is parsed: its size
+ * Reads a mesh file's bytes, refusing one above `maxBytes` before it is parsed: its size
  * is checked with fstat, and the read itself stops one byte past the limit, so a file
  * that grows while it is read is refused too. Throws MeshError naming the file.
  */
-export async function readMeshFile(path: string, options: ReadMeshOptions = {}): Promise<string> {
+export async function readMeshBytes(path: string, options: ReadMeshOptions = {}): Promise<Buffer> {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESH_BYTES;
   const tooLarge = (size: string) =>
     new MeshError(path, undefined, "", `the mesh file is ${size} bytes, above the limit of ${maxBytes} bytes (--max-mesh-bytes); not parsed`);
@@ -226,7 +226,7 @@ export async function readMeshFile(path: string, options: ReadMeshOptions = {}):
       length += bytesRead;
       if (length > maxBytes) throw tooLarge(`more than ${maxBytes}`);
     }
-    return Buffer.concat(chunks, length).toString("utf8");
+    return Buffer.concat(chunks, length);
   } catch (err) {
     if (err instanceof MeshError) throw err;
     throw new MeshError(path, undefined, "", `cannot read: ${(err as Error).message}`);
@@ -235,7 +235,15 @@ export async function readMeshFile(path: string, options: ReadMeshOptions = {}):
   }
 }
 
-/** Reads and parses a mesh file. Throws MeshError (or the read error, naming the file). */
+/** Reads a mesh file's text (see readMeshBytes). Throws MeshError naming the file. */
+export async function readMeshFile(path: string, options: ReadMeshOptions = {}): Promise<string> {
+  return (await readMeshBytes(path, options)).toString("utf8");
+}
+
+/**
+ * Reads and parses a mesh file on this thread: for small callers (the CLI's render, tests).
+ * A server parses off its main thread with loadMeshSource. Throws MeshError naming the file.
+ */
 export async function loadMeshFile(path: string, options: ReadMeshOptions = {}): Promise<MeshModel> {
   return parseMesh(await readMeshFile(path, options), path);
 }
