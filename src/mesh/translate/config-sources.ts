@@ -1,7 +1,7 @@
 // The two config sources every resource points at: ADS (for RDS/EDS) and the SDS
-// node agent. The SDS one is built once per option set and the same message object
-// is shared by every SdsSecretConfig, so it serialises to identical bytes everywhere
-// (Envoy opens one SDS stream per distinct config source).
+// node agent. The SDS one is built afresh for each secret: the encoding is
+// deterministic, so equal options give byte-identical config sources everywhere
+// (Envoy opens one SDS stream per distinct config source), with no shared state.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import {
@@ -26,13 +26,8 @@ export const adsConfigSource: ConfigSource = create(ConfigSourceSchema, {
   resourceApiVersion: ApiVersion.V3,
 });
 
-const sdsSources = new Map<string, ConfigSource>();
-
 export function sdsConfigSource(opts: TranslateOptions): ConfigSource {
   const mode = opts.sdsMode ?? "google_grpc";
-  const key = JSON.stringify([mode, opts.sdsSocketPath, opts.tokenPath]);
-  let source = sdsSources.get(key);
-  if (source) return source;
   const grpcService: MessageInitShape<typeof GrpcServiceSchema> =
     mode === "envoy_grpc"
       ? { targetSpecifier: { case: "envoyGrpc", value: { clusterName: SDS_CLUSTER_NAME } } }
@@ -67,7 +62,7 @@ export function sdsConfigSource(opts: TranslateOptions): ConfigSource {
             },
           },
         };
-  source = create(ConfigSourceSchema, {
+  return create(ConfigSourceSchema, {
     configSourceSpecifier: {
       case: "apiConfigSource",
       value: {
@@ -78,12 +73,9 @@ export function sdsConfigSource(opts: TranslateOptions): ConfigSource {
     },
     resourceApiVersion: ApiVersion.V3,
   });
-  if (sdsSources.size > 64) sdsSources.clear();
-  sdsSources.set(key, source);
-  return source;
 }
 
-/** An SdsSecretConfig that shares the one SDS config source object. */
+/** An SdsSecretConfig for the node agent's SDS config source. */
 export function sdsSecret(name: string, opts: TranslateOptions): SdsSecretConfig {
   const secret = create(SdsSecretConfigSchema, { name });
   secret.sdsConfig = sdsConfigSource(opts);

@@ -60,7 +60,8 @@ export function collectReferences(set: ResourceSet): References {
   return refs;
 }
 
-const servableSecret = (name: string) => name === SECRET_DEFAULT || name === SECRET_ROOTCA || name.startsWith("spiffe://");
+/** A secret name the SDS node agent serves. */
+export const servableSecret = (name: string) => name === SECRET_DEFAULT || name === SECRET_ROOTCA || name.startsWith("spiffe://");
 
 /** Problems found (empty when the set is consistent). */
 export function checkConsistency(set: ResourceSet): string[] {

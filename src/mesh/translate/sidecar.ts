@@ -8,6 +8,7 @@ import { HttpProtocolOptionsSchema } from "../../../gen/envoy/extensions/upstrea
 import { ClusterSchema, Cluster_DiscoveryType, Cluster_LbPolicy, type Cluster } from "../../../gen/envoy/config/cluster/v3/cluster_pb.js";
 import { TrafficDirection } from "../../../gen/envoy/config/core/v3/base_pb.js";
 import type { FilterChainSchema } from "../../../gen/envoy/config/listener/v3/listener_components_pb.js";
+import type { ClusterLoadAssignment } from "../../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
 import { ListenerSchema, type Listener } from "../../../gen/envoy/config/listener/v3/listener_pb.js";
 import { RouteConfigurationSchema, type RouteConfiguration } from "../../../gen/envoy/config/route/v3/route_pb.js";
 import { mtlsModeOf, spiffeId, targetPort, type MeshModel, type MeshPort, type MeshService } from "../model.js";
@@ -76,27 +77,7 @@ function domainsFor(svc: MeshService, port: MeshPort, nodeNamespace: string): st
 }
 
 function outboundRoutes(mesh: MeshModel, nodeNamespace: string): RouteConfiguration[] {
-  const byPort = new Map<number, Array<{ svc: MeshService; port: MeshPort }>>();
-  for (const svc of mesh.services) {
-    for (const port of svc.ports.filter(isHttp)) byPort.set(port.port, [...(byPort.get(port.port) ?? []), { svc, port }]);
-  }
-  return [...byPort.entries()].map(([portNumber, entries]) =>
-    create(RouteConfigurationSchema, {
-      name: sidecarRouteName(portNumber),
-      validateClusters: false,
-      virtualHosts: entries.map(({ svc, port }) => ({
-        name: `${svc.host}:${port.port}`,
-        domains: domainsFor(svc, port, nodeNamespace),
-        routes: [
-          {
-            name: "default",
-            match: { pathSpecifier: { case: "prefix" as const, value: "/" } },
-            action: { case: "route" as const, value: { clusterSpecifier: { case: "cluster" as const, value: outboundClusterName(port.port, svc.host) } } },
-          },
-        ],
-      })),
-    }),
-  );
+  return [...httpServicesByPort(mesh)].map(([portNumber, services]) => outboundRoute(portNumber, services, nodeNamespace));
 }
 
 function outboundListeners(mesh: MeshModel, bind: string): Listener[] {
@@ -224,31 +205,85 @@ export function listenerAddress(l: Listener): string {
   return a?.case === "socketAddress" ? `${a.value.address}:${a.value.portSpecifier.value ?? ""}` : "";
 }
 
-export function translateSidecar(mesh: MeshModel, id: SidecarIdentity, meshOpts: TranslateOptions): ResourceSet {
-  const opts: TranslateOptions = {
+/** The node's own SDS socket and token file (node metadata) over the server's defaults. */
+export function sidecarOptions(id: SidecarIdentity, meshOpts: TranslateOptions): TranslateOptions {
+  return {
     ...meshOpts,
     sdsSocketPath: id.sdsSocketPath ?? meshOpts.sdsSocketPath,
     tokenPath: id.tokenPath ?? meshOpts.tokenPath,
   };
+}
+
+/**
+ * What a sidecar's outbound clusters depend on besides the mesh: every sidecar with the
+ * same key is served byte-identical outbound clusters (the SDS config source names the
+ * node's socket and token file).
+ */
+export function clusterViewKey(opts: TranslateOptions): string {
+  return JSON.stringify([opts.trustDomain, opts.sdsMode ?? "google_grpc", opts.sdsSocketPath, opts.tokenPath]);
+}
+
+/** Outbound EDS clusters of one service (one per port), mTLS unless its namespace disables it. */
+export function serviceOutboundClusters(mesh: MeshModel, svc: MeshService, opts: TranslateOptions): Cluster[] {
+  return svc.ports.map((port) => outboundCluster(mesh, svc, port, opts));
+}
+
+/** EDS of one service: a load assignment per port (the same for every sidecar). */
+export function serviceLoadAssignments(svc: MeshService): ClusterLoadAssignment[] {
+  // A caller connects to the destination sidecar's inbound listener: <pod IP>:<workload port>.
+  return svc.ports.map((port) => loadAssignment(outboundClusterName(port.port, svc.host), svc, port));
+}
+
+/** The HTTP services of each port, in mesh order: what the outbound route of a port is made of. */
+export function httpServicesByPort(mesh: MeshModel): Map<number, MeshService[]> {
+  const byPort = new Map<number, MeshService[]>();
+  for (const svc of mesh.services) {
+    for (const port of svc.ports.filter(isHttp)) byPort.set(port.port, [...(byPort.get(port.port) ?? []), svc]);
+  }
+  return byPort;
+}
+
+/** The outbound route configuration of one port, as a sidecar in `nodeNamespace` sees it. */
+export function outboundRoute(portNumber: number, services: readonly MeshService[], nodeNamespace: string): RouteConfiguration {
+  const entries = services.map((svc) => ({ svc, port: svc.ports.find((p) => p.port === portNumber && isHttp(p))! }));
+  return create(RouteConfigurationSchema, {
+    name: sidecarRouteName(portNumber),
+    validateClusters: false,
+    virtualHosts: entries.map(({ svc, port }) => ({
+      name: `${svc.host}:${port.port}`,
+      domains: domainsFor(svc, port, nodeNamespace),
+      routes: [
+        {
+          name: "default",
+          match: { pathSpecifier: { case: "prefix" as const, value: "/" } },
+          action: { case: "route" as const, value: { clusterSpecifier: { case: "cluster" as const, value: outboundClusterName(port.port, svc.host) } } },
+        },
+      ],
+    })),
+  });
+}
+
+/**
+ * What only this sidecar is served: its inbound listeners and clusters, and the outbound
+ * listeners bound to its pod IP (HTTP ones name their routes through RDS).
+ */
+export function sidecarOwnResources(mesh: MeshModel, id: SidecarIdentity, opts: TranslateOptions): { listeners: Listener[]; clusters: Cluster[] } {
   // Outbound listeners bind the pod IP, so sidecars with distinct IPs share a host.
   const bind = id.ip || opts.outboundBindAddress || "127.0.0.1";
-  const clusters: Cluster[] = [];
-  const endpoints = [];
-  for (const svc of mesh.services) {
-    for (const port of svc.ports) {
-      clusters.push(outboundCluster(mesh, svc, port, opts));
-      // A caller connects to the destination sidecar's inbound listener: <pod IP>:<workload port>.
-      endpoints.push(loadAssignment(outboundClusterName(port.port, svc.host), svc, port));
-    }
-  }
   const inb = inbound(mesh, id, opts);
   // An inbound listener owns its address: an outbound one on the same ip:port is left out.
   const taken = new Set(inb.listeners.map(listenerAddress));
   const outbound = outboundListeners(mesh, bind).filter((l) => !taken.has(listenerAddress(l)));
+  return { listeners: byName([...outbound, ...inb.listeners]), clusters: byName(inb.clusters) };
+}
+
+export function translateSidecar(mesh: MeshModel, id: SidecarIdentity, meshOpts: TranslateOptions): ResourceSet {
+  const opts = sidecarOptions(id, meshOpts);
+  const own = sidecarOwnResources(mesh, id, opts);
   return {
-    clusters: byName([...clusters, ...inb.clusters]),
-    endpoints: endpoints.sort((a, b) => (a.clusterName < b.clusterName ? -1 : 1)),
-    listeners: byName([...outbound, ...inb.listeners]),
+    clusters: byName([...mesh.services.flatMap((svc) => serviceOutboundClusters(mesh, svc, opts)), ...own.clusters]),
+    endpoints: mesh.services.flatMap(serviceLoadAssignments).sort((a, b) => (a.clusterName < b.clusterName ? -1 : 1)),
+    listeners: own.listeners,
     routes: byName(outboundRoutes(mesh, id.namespace)),
   };
 }

@@ -38,7 +38,6 @@ function commonTls(
       },
     },
   });
-  // Assigned after create() so that every resource shares the very same config source object.
   ctx.tlsCertificateSdsSecretConfigs = [sdsSecret(SECRET_DEFAULT, opts)];
   if (ctx.validationContextType.case === "combinedValidationContext") {
     ctx.validationContextType.value.validationContextSdsSecretConfig = sdsSecret(SECRET_ROOTCA, opts);

@@ -22,8 +22,13 @@ export interface SnapshotCache extends ConfigWatcher {
   setSnapshot(nodeId: string, snapshot: Snapshot): void;
   getSnapshot(nodeId: string): Snapshot | undefined;
   clearSnapshot(nodeId: string): void;
-  /** Nodes with at least one open stream, with what they said about themselves. */
+  /**
+   * Nodes with at least one open stream, with what they said about themselves: the one
+   * node registry (the mesh controller translates for exactly these).
+   */
   connectedNodes(): WatchNode[];
+  /** What a connected node said about itself (undefined once its last stream closed). */
+  connectedNode(nodeId: string): WatchNode | undefined;
   /** Ids of the nodes that have a snapshot. */
   nodeIds(): string[];
   setNodeResolver(resolve: ((node: WatchNode) => void) | undefined): void;
@@ -148,6 +153,7 @@ export function createSnapshotCache(options: SnapshotCacheOptions = {}): Snapsho
       onDemand.delete(nodeId);
     },
     connectedNodes: () => [...nodes.values()].map((e) => e.node),
+    connectedNode: (nodeId) => nodes.get(nodeId)?.node,
     nodeIds: () => [...snapshots.keys()],
     setNodeResolver(resolve) {
       resolveNode = resolve;
