@@ -1,0 +1,59 @@
+// Child process of bench/ads.bench.ts: meshkey's ADS server alone (snapshot cache, mesh
+// controller, startXdsServer on 127.0.0.1:0), serving the bench mesh of generation A.
+// Same line protocol on stdin/stdout as the go-control-plane peer:
+//   gc       global.gc()                                   → "ok gc"
+//   prepare  (--mode fanout) translate generation B for every connected node, not timed → "ok prepare <ms>"
+//   switch   --mode translate: controller.setMesh(B) (translation + fan-out);
+//            --mode fanout: cache.setSnapshot of the prepared snapshots (fan-out only) → "ok switch <ms>"
+// First line: "listening <port>".
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { parseMesh, translateForNode } from "../../src/mesh/index.js";
+import { createMeshController, createSnapshotCache, snapshotFromResources, startXdsServer, type Snapshot } from "../../src/xds/index.js";
+import { meshYaml, TRANSLATE } from "./ads-mesh.js";
+
+const { values } = parseArgs({ options: { services: { type: "string" }, sidecars: { type: "string" }, mode: { type: "string" } } });
+const services = Number(values.services);
+const sidecars = Number(values.sidecars);
+const mode = values.mode === "fanout" ? "fanout" : "translate";
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+
+const meshB = parseMesh(meshYaml(services, "B"));
+const cache = createSnapshotCache();
+const controller = createMeshController({ cache, mesh: parseMesh(meshYaml(services, "A")), translate: TRANSLATE });
+const server = await startXdsServer({
+  listen: { host: "127.0.0.1", port: 0 },
+  cache,
+  // The default (4096 connections per port) would refuse most of 10,000 sidecars.
+  connectionLimits: { maxConnections: sidecars + 1000 },
+});
+let prepared: Array<[string, Snapshot]> = [];
+gc();
+process.stdout.write(`listening ${server.port}\n`);
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const t0 = performance.now();
+  if (line === "gc") {
+    gc();
+    gc();
+    process.stdout.write("ok gc\n");
+  } else if (line === "prepare") {
+    const intern: Parameters<typeof snapshotFromResources>[1] = new Map();
+    prepared = cache.connectedNodes().map((node) => [node.id, snapshotFromResources(translateForNode(meshB, node, TRANSLATE), intern)]);
+    process.stdout.write(`ok prepare ${(performance.now() - t0).toFixed(0)}\n`);
+  } else if (line === "switch") {
+    if (mode === "translate") {
+      const problems = controller.setMesh(meshB);
+      if (problems.length > 0) process.stdout.write(`error ${problems.join("; ")}\n`);
+    } else {
+      for (const [id, snap] of prepared) cache.setSnapshot(id, snap);
+    }
+    process.stdout.write(`ok switch ${(performance.now() - t0).toFixed(0)}\n`);
+  } else {
+    process.stdout.write(`error unknown command ${JSON.stringify(line)}\n`);
+  }
+}
+// stdin closed: the harness is done.
+controller.close();
+await server.close(1000);
+process.exit(0);
