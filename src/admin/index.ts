@@ -1,9 +1,23 @@
-// Admin endpoints: /healthz, /readyz, /metrics, /debug/*.
+// Admin endpoints: /healthz, /readyz, /metrics, /debug/*, and the status page (/, /status.json).
 export {
   startAdminServer,
   DebugPageError,
+  DEBUG_PAGE_DEFAULT_LIMIT,
+  DEBUG_PAGE_MAX_LIMIT,
+  STATUS_PAGE_CSP,
   type AdminServerOptions,
   type DebugPage,
   type ReadinessReport,
   type RunningAdminServer,
 } from "./admin-server.js";
+export { renderStatusPage, renderStatusMain, text as escapeHtml } from "./status-page.js";
+export type {
+  ProxySyncState,
+  StatusCounters,
+  StatusIdentity,
+  StatusMesh,
+  StatusNack,
+  StatusProxy,
+  StatusSnapshot,
+  StatusTypeSync,
+} from "./status-model.js";

@@ -8,7 +8,7 @@ import {
   type DeltaDiscoveryResponse,
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { checkNameCount, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./session-context.js";
+import { checkNameCount, checkNames, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./session-context.js";
 
 export interface DeltaSession {
   onRequest(request: DeltaDiscoveryRequest): void;
@@ -43,9 +43,18 @@ export function createDeltaSession(ctx: SessionContext<DeltaDiscoveryResponse>, 
     onRequest(req) {
       if (subs.closed) return;
       checkTypeUrl(req.typeUrl, SECRET_TYPE_URL);
+      // Every list a request carries is bounded, initial_resource_versions included.
+      checkNameCount(req.resourceNamesSubscribe.length);
+      checkNameCount(req.resourceNamesUnsubscribe.length);
+      checkNames(req.resourceNamesSubscribe);
+      checkNames(req.resourceNamesUnsubscribe);
       if (first) {
         first = false;
-        for (const [name, v] of Object.entries(req.initialResourceVersions)) subs.sent.set(name, v);
+        const initial = Object.keys(req.initialResourceVersions);
+        checkNameCount(initial.length);
+        checkNames(initial);
+        // A version longer than any this agent makes cannot match: not kept (it would only pin memory).
+        for (const [name, v] of Object.entries(req.initialResourceVersions)) if (v.length <= 256) subs.sent.set(name, v);
       }
       if (req.responseNonce !== "" && outstanding && req.responseNonce === outstanding.nonce) {
         subs.settle(outstanding, req.errorDetail);

@@ -10,7 +10,7 @@ export interface Outbox<T> extends AsyncIterable<T> {
   readonly size: number;
 }
 
-export function createOutbox<T>(limit: number): Outbox<T> {
+export function createOutbox<T>(limit: number, onOverflow?: (error: ConnectError) => void): Outbox<T> {
   const buffer: T[] = [];
   let ended = false;
   let error: ConnectError | undefined;
@@ -28,7 +28,8 @@ export function createOutbox<T>(limit: number): Outbox<T> {
       if (ended) return;
       if (buffer.length >= limit) {
         ended = true;
-        error = new ConnectError(`outgoing queue full (${limit} messages): the client does not read`, Code.ResourceExhausted);
+        error = new ConnectError(`outgoing queue full (${limit} messages, maxQueuedMessages): the client does not read`, Code.ResourceExhausted);
+        onOverflow?.(error);
       } else buffer.push(value);
       notify();
     },

@@ -55,10 +55,41 @@ export function subscribe<Res>(
 /** Names one stream may watch at once (Envoy opens one stream per name; this only bounds abuse). */
 export const MAX_NAMES_PER_STREAM = 64;
 
+/** Longest secret name, in UTF-8 bytes: a SPIFFE ID is at most 2,048 bytes (SPIFFE-ID §2.3). */
+export const MAX_NAME_BYTES = 2_048;
+/** Open SDS streams one identity (SPIFFE ID) may hold at once; one Envoy opens a few. */
+export const MAX_STREAMS_PER_IDENTITY = 1_024;
+/** Unknown names kept for /debug/sds (a sample: the oldest go first), each cut to UNKNOWN_NAME_SAMPLE_CHARS. */
+export const MAX_UNKNOWN_NAME_SAMPLE = 256;
+export const UNKNOWN_NAME_SAMPLE_CHARS = 128;
+/** At most this many "unknown secret name" warnings per UNKNOWN_NAME_LOG_WINDOW_MS; the rest are counted. */
+export const UNKNOWN_NAME_LOGS_PER_WINDOW = 10;
+export const UNKNOWN_NAME_LOG_WINDOW_MS = 60_000;
+
 export function checkNameCount(count: number): void {
   if (count > MAX_NAMES_PER_STREAM) {
-    throw new ConnectError(`too many secret names on one stream (${count} > ${MAX_NAMES_PER_STREAM})`, Code.ResourceExhausted);
+    throw new ConnectError(
+      `too many secret names on one stream (${count} > ${MAX_NAMES_PER_STREAM}, MAX_NAMES_PER_STREAM)`,
+      Code.ResourceExhausted,
+    );
   }
+}
+
+/** Refuses a name longer than MAX_NAME_BYTES (INVALID_ARGUMENT, naming the limit). */
+export function checkNames(names: Iterable<string>): void {
+  for (const name of names) {
+    if (name.length > MAX_NAME_BYTES || Buffer.byteLength(name, "utf8") > MAX_NAME_BYTES) {
+      throw new ConnectError(
+        `secret name of ${Buffer.byteLength(name, "utf8")} bytes is longer than ${MAX_NAME_BYTES} bytes (MAX_NAME_BYTES; a SPIFFE ID is at most 2,048)`,
+        Code.InvalidArgument,
+      );
+    }
+  }
+}
+
+/** A name as logs and debug pages show it: at most UNKNOWN_NAME_SAMPLE_CHARS characters. */
+export function truncateName(name: string): string {
+  return name.length <= UNKNOWN_NAME_SAMPLE_CHARS ? name : `${name.slice(0, UNKNOWN_NAME_SAMPLE_CHARS)}…(${name.length} chars)`;
 }
 
 export function checkTypeUrl(typeUrl: string, expected: string): void {

@@ -9,7 +9,7 @@ import {
   type DiscoveryResponse,
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { checkNameCount, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./session-context.js";
+import { checkNameCount, checkNames, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./session-context.js";
 
 export interface SotwSession {
   onRequest(request: DiscoveryRequest): void;
@@ -52,6 +52,7 @@ export function createSotwSession(ctx: SessionContext<DiscoveryResponse>, stream
       if (subs.closed) return;
       checkTypeUrl(req.typeUrl, SECRET_TYPE_URL);
       checkNameCount(new Set(req.resourceNames).size);
+      checkNames(req.resourceNames);
       if (req.responseNonce !== "") {
         if (!outstanding || req.responseNonce !== outstanding.nonce) return; // stale: superseded by a later response
         subs.settle(outstanding, req.errorDetail);

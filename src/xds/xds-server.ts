@@ -1,15 +1,16 @@
 // The ADS (SotW + delta) and CSDS gRPC server on one port, over src/net.
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { pino, type Logger } from "pino";
-import { Registry } from "prom-client";
+import { Counter, Registry } from "prom-client";
 import { AggregatedDiscoveryService } from "../../gen/envoy/service/discovery/v3/ads_pb.js";
 import { ClientStatusDiscoveryService } from "../../gen/envoy/service/status/v3/csds_pb.js";
-import { startGrpcServer, type GrpcServerTls, type RunningGrpcServer } from "../net/index.js";
+import { startGrpcServer, type ConnectionLimits, type GrpcServerTls, type RunningGrpcServer } from "../net/index.js";
 import type { SnapshotCache } from "./cache/snapshot-cache.js";
 import { clientStatus } from "./server/csds.js";
 import { deltaStream } from "./server/delta.js";
 import { checkNodeIdentity, type PeerIdentityOf } from "./server/node-identity.js";
 import { sotwStream, type StreamDeps } from "./server/sotw.js";
+import { createStreamDrain } from "./server/stream-drain.js";
 import { createSyncTracker, type NodeSyncStatus, type SyncTracker } from "./server/sync-tracker.js";
 
 export interface XdsServerOptions {
@@ -28,6 +29,8 @@ export interface XdsServerOptions {
    * identity ends with PERMISSION_DENIED.
    */
   peerIdentity?: PeerIdentityOf;
+  /** Connection limits of the port (default DEFAULT_CONNECTION_LIMITS of src/net). */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 export interface RunningXdsServer extends RunningGrpcServer {
@@ -36,6 +39,14 @@ export interface RunningXdsServer extends RunningGrpcServer {
   readonly tracker: SyncTracker;
   /** New key and certificate for new connections (TLS servers only). */
   setTlsCertificate(tls: { key: string | Buffer; cert: string | Buffer }): void;
+  /**
+   * Waits (at most timeoutMs) until no stream has a push in flight: nothing queued and
+   * every response ACKed or NACKed. Call before close(), so that a push is never cut in
+   * half. Resolves false if the deadline came first.
+   */
+  settle(timeoutMs: number): Promise<boolean>;
+  /** Streams that still have a push in flight. */
+  unsettledStreams(): number;
 }
 
 /** Registers ADS and CSDS on a connect router (for servers that host other services too). */
@@ -60,15 +71,32 @@ export function xdsRoutes(deps: StreamDeps & { cache: SnapshotCache; peerIdentit
 export async function startXdsServer(options: XdsServerOptions): Promise<RunningXdsServer> {
   const logger = options.logger ?? pino({ level: "silent" });
   const tracker = options.tracker ?? createSyncTracker(options.registry ?? new Registry());
+  const drain = createStreamDrain();
   const deps = {
+    drain,
     watcher: options.cache,
     cache: options.cache,
     tracker,
     logger,
     ...(options.peerIdentity ? { peerIdentity: options.peerIdentity } : {}),
   };
+  // The plaintext and mTLS ADS servers share one registry (and this counter).
+  const registry = options.registry;
+  const closedName = "meshkey_xds_connections_closed_total";
+  const connectionsClosed = registry
+    ? ((registry.getSingleMetric(closedName) as Counter<"reason"> | undefined) ??
+      new Counter({
+        name: closedName,
+        help: "ADS connections closed by the server, by reason (max_connections, idle, ping_timeout)",
+        labelNames: ["reason"] as const,
+        registers: [registry],
+      }))
+    : undefined;
+  for (const reason of ["max_connections", "idle", "ping_timeout"] as const) connectionsClosed?.inc({ reason }, 0);
   const server = await startGrpcServer({
     listen: options.listen,
+    ...(options.connectionLimits ? { limits: options.connectionLimits } : {}),
+    onConnectionClosed: (reason) => connectionsClosed?.inc({ reason }),
     routes: xdsRoutes(deps),
     ...(options.tls ? { tls: options.tls } : {}),
     ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
@@ -86,5 +114,7 @@ export async function startXdsServer(options: XdsServerOptions): Promise<Running
     syncStatus: () => tracker.status(),
     tracker,
     setTlsCertificate: (tls) => server.setTlsCertificate(tls),
+    settle: (timeoutMs) => drain.settle(timeoutMs),
+    unsettledStreams: () => drain.unsettled(),
   };
 }

@@ -43,4 +43,13 @@ test("end(error) fails the stream with that error", async () => {
   assert.is(error?.code, Code.Unauthenticated);
 });
 
+test("an overflow is reported once, so the server counts it in meshkey_sds_push_errors_total", () => {
+  const reported: ConnectError[] = [];
+  const box = createOutbox<number>(2, (e) => reported.push(e));
+  for (let i = 0; i < 10; i++) box.push(i);
+  assert.is(reported.length, 1);
+  assert.is(reported[0]!.code, Code.ResourceExhausted);
+  assert.match(reported[0]!.rawMessage, "maxQueuedMessages");
+});
+
 test.run();

@@ -30,7 +30,7 @@ import { RouteConfigurationSchema, type RouteConfiguration } from "../../../gen/
 import { SecretSchema } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import { HttpConnectionManagerSchema } from "../../../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js";
 import { envoyTypeRegistry, redactSensitive } from "../../envoy/index.js";
-import { SDS_CLUSTER_NAME, type NodeInfo, type ResourceSet } from "../../mesh/index.js";
+import { SDS_CLUSTER_NAME, redactNodeMetadata, type NodeInfo, type ResourceSet } from "../../mesh/index.js";
 import type { Snapshot } from "../cache/snapshot.js";
 import { TypeUrl } from "./type-urls.js";
 
@@ -160,7 +160,8 @@ export function snapshotConfigDump(node: NodeInfo, snapshot: Snapshot): ConfigDu
 
   const dump = create(ConfigDumpSchema, {
     configs: [
-      anyPack(BootstrapConfigDumpSchema, create(BootstrapConfigDumpSchema, { bootstrap: { node: nodeMessage(node) } })),
+      // The node as meshkey uses it: metadata it does not read is redacted, never echoed verbatim.
+      anyPack(BootstrapConfigDumpSchema, create(BootstrapConfigDumpSchema, { bootstrap: { node: nodeMessage(redactNodeMetadata(node)) } })),
       anyPack(
         ClustersConfigDumpSchema,
         create(ClustersConfigDumpSchema, {

@@ -10,7 +10,7 @@ import {
   type ClientStatusRequest,
   type ClientStatusResponse,
 } from "../../../gen/envoy/service/status/v3/csds_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import type { SnapshotCache } from "../cache/snapshot-cache.js";
 import type { SyncTracker, TypeSyncStatus } from "./sync-tracker.js";
 
@@ -29,6 +29,8 @@ const recovered = (t: TypeSyncStatus) => t.versionAcked !== "" && t.versionAcked
 
 export function clientStatus(cache: SnapshotCache, tracker: SyncTracker, req: ClientStatusRequest): ClientStatusResponse {
   const wanted = req.node?.id;
+  // What each connected node said about itself (its metadata names its kind: GENERATOR=grpc is proxyless).
+  const connected = new Map(cache.connectedNodes().map((n) => [n.id, n]));
   const config = tracker
     .status()
     .filter((n) => !wanted || n.nodeId === wanted)
@@ -46,11 +48,13 @@ export function clientStatus(cache: SnapshotCache, tracker: SyncTracker, req: Cl
             xdsConfig: r.any,
             configStatus,
             clientStatus,
+            ...(t?.sentAt ? { lastUpdated: timestampFromDate(new Date(t.sentAt)) } : {}),
             ...(t?.lastNack && !recovered(t) ? { errorState: { details: t.lastNack.message, versionInfo: t.lastNack.version, lastUpdateAttempt: timestampFromDate(new Date(t.lastNack.at)) } } : {}),
           });
         }
       }
-      return { node: { id: n.nodeId }, genericXdsConfigs: generic };
+      const node = connected.get(n.nodeId);
+      return { node: { id: n.nodeId, cluster: node?.cluster ?? "", ...(node?.metadata ? { metadata: node.metadata as JsonObject } : {}) }, genericXdsConfigs: generic };
     });
   return create(ClientStatusResponseSchema, { config });
 }

@@ -13,7 +13,7 @@ import {
 } from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import type { CancelWatch, DeltaWatchResponse, WatchNode } from "../cache/watch.js";
 import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
-import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, watchNodeOf } from "./node-info.js";
+import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./node-info.js";
 import type { StreamDeps } from "./sotw.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
 
@@ -22,6 +22,8 @@ interface DeltaTypeState {
   wildcard: boolean;
   known: Map<string, string>;
   nonce: string;
+  /** The last of our nonces the client answered (ACK or NACK). */
+  answered: string;
   systemVersion: string;
   cancel: CancelWatch | undefined;
 }
@@ -37,6 +39,7 @@ export async function* deltaStream(
   let node: WatchNode | undefined;
   let log = deps.logger;
   let nonces = 0;
+  const untrack = deps.drain?.track(() => queue.size() === 0 && [...states.values()].every((st) => st.answered === st.nonce));
 
   const watch = (typeUrl: string, st: DeltaTypeState) => {
     st.cancel?.();
@@ -67,29 +70,31 @@ export async function* deltaStream(
       deps.checkNode?.(claimed);
       node = claimed;
       log = deps.logger.child({ node: node.id, protocol: "delta" });
-      log.debug("ADS stream opened");
+      log.info("proxy connected (ADS stream opened)");
       tracker.streamOpened(node.id, "delta");
       watcher.openNode(node);
     }
     const typeUrl = req.typeUrl;
-    if (typeUrl === "") throw new ConnectError("type_url is required on an ADS stream", Code.InvalidArgument);
-    if (req.resourceNamesSubscribe.length + req.resourceNamesUnsubscribe.length > MAX_NAMES_PER_REQUEST) {
-      throw new ConnectError("too many resource names", Code.ResourceExhausted);
-    }
+    checkTypeUrl(typeUrl);
+    checkResourceNames([...req.resourceNamesSubscribe, ...req.resourceNamesUnsubscribe]);
     let st = states.get(typeUrl);
     if (!st) {
-      if (states.size >= MAX_TYPES_PER_STREAM) throw new ConnectError("too many types on one stream", Code.ResourceExhausted);
+      if (states.size >= MAX_TYPES_PER_STREAM) throw new ConnectError(`too many types on one stream (MAX_TYPES_PER_STREAM ${MAX_TYPES_PER_STREAM})`, Code.ResourceExhausted);
+      // initial_resource_versions counts like names: bounded in number and length.
+      checkResourceNames(Object.keys(req.initialResourceVersions), "initial_resource_versions");
       st = {
         subscribed: new Set(),
         wildcard: req.resourceNamesSubscribe.length === 0,
         known: new Map(Object.entries(req.initialResourceVersions)),
         nonce: "",
+        answered: "",
         systemVersion: "",
         cancel: undefined,
       };
       states.set(typeUrl, st);
     }
     if (req.responseNonce !== "" && req.responseNonce === st.nonce) {
+      st.answered = st.nonce;
       if (req.errorDetail) {
         tracker.nacked(node.id, typeUrl, st.systemVersion, st.nonce, req.errorDetail.message);
         log.warn({ typeUrl, error: req.errorDetail.message }, "delta NACK");
@@ -99,6 +104,9 @@ export async function* deltaStream(
     for (const name of req.resourceNamesSubscribe) {
       if (name === "*") st.wildcard = true;
       else st.subscribed.add(name);
+    }
+    if (st.subscribed.size > MAX_NAMES_PER_REQUEST) {
+      throw new ConnectError(`too many names subscribed to ${typeUrl} on one stream (MAX_NAMES_PER_REQUEST ${MAX_NAMES_PER_REQUEST})`, Code.ResourceExhausted);
     }
     for (const name of req.resourceNamesUnsubscribe) {
       if (name === "*") {
@@ -136,9 +144,10 @@ export async function* deltaStream(
       return response;
     });
   } finally {
+    untrack?.();
     for (const st of states.values()) st.cancel?.();
     if (node) {
-      log.debug("ADS stream closed");
+      log.info("proxy disconnected (ADS stream closed)");
       watcher.closeNode(node.id);
       tracker.streamClosed(node.id);
     }

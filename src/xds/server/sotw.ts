@@ -13,9 +13,10 @@ import {
 } from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import type { CancelWatch, ConfigWatcher, WatchNode, WatchResponse } from "../cache/watch.js";
 import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
-import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, watchNodeOf } from "./node-info.js";
+import { MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./node-info.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
 import type { SyncTracker } from "./sync-tracker.js";
+import type { StreamDrain } from "./stream-drain.js";
 
 export interface StreamDeps {
   watcher: ConfigWatcher;
@@ -23,10 +24,14 @@ export interface StreamDeps {
   logger: Logger;
   /** Refuses (throws a ConnectError) a node the stream may not be, before anything is watched. */
   checkNode?: (node: WatchNode) => void;
+  /** Told whether this stream is settled (nothing queued, every response answered), for shutdown. */
+  drain?: StreamDrain;
 }
 
 interface TypeState {
   nonce: string;
+  /** The last of our nonces the client answered (ACK or NACK). */
+  answered: string;
   versionSent: string;
   sentNames: Set<string>;
   names: Set<string>;
@@ -49,6 +54,7 @@ export async function* sotwStream(
   let node: WatchNode | undefined;
   let log = deps.logger;
   let nonces = 0;
+  const untrack = deps.drain?.track(() => queue.size() === 0 && [...states.values()].every((st) => st.answered === st.nonce));
 
   const handle = (req: DiscoveryRequest) => {
     if (!node) {
@@ -56,18 +62,18 @@ export async function* sotwStream(
       deps.checkNode?.(claimed);
       node = claimed;
       log = deps.logger.child({ node: node.id, protocol: "sotw" });
-      log.debug("ADS stream opened");
+      log.info("proxy connected (ADS stream opened)");
       tracker.streamOpened(node.id, "sotw");
       watcher.openNode(node);
     }
     const nodeId = node.id;
     const typeUrl = req.typeUrl;
-    if (typeUrl === "") throw new ConnectError("type_url is required on an ADS stream", Code.InvalidArgument);
-    if (req.resourceNames.length > MAX_NAMES_PER_REQUEST) throw new ConnectError("too many resource names", Code.ResourceExhausted);
+    checkTypeUrl(typeUrl);
+    checkResourceNames(req.resourceNames);
     let st = states.get(typeUrl);
     if (!st) {
-      if (states.size >= MAX_TYPES_PER_STREAM) throw new ConnectError("too many types on one stream", Code.ResourceExhausted);
-      st = { nonce: "", versionSent: "", sentNames: new Set(), names: new Set(), wildcard: false, legacyWildcard: false, subscribed: false, cancel: undefined };
+      if (states.size >= MAX_TYPES_PER_STREAM) throw new ConnectError(`too many types on one stream (MAX_TYPES_PER_STREAM ${MAX_TYPES_PER_STREAM})`, Code.ResourceExhausted);
+      st = { nonce: "", answered: "", versionSent: "", sentNames: new Set(), names: new Set(), wildcard: false, legacyWildcard: false, subscribed: false, cancel: undefined };
       states.set(typeUrl, st);
     }
     if (st.nonce !== "" && req.responseNonce !== st.nonce) {
@@ -75,6 +81,7 @@ export async function* sotwStream(
       return;
     }
     if (req.responseNonce !== "" && req.responseNonce === st.nonce) {
+      st.answered = st.nonce;
       if (req.errorDetail) {
         tracker.nacked(nodeId, typeUrl, st.versionSent, st.nonce, req.errorDetail.message);
         log.warn({ typeUrl, version: st.versionSent, error: req.errorDetail.message }, "NACK");
@@ -134,9 +141,10 @@ export async function* sotwStream(
       });
     });
   } finally {
+    untrack?.();
     for (const st of states.values()) st.cancel?.();
     if (node) {
-      log.debug("ADS stream closed");
+      log.info("proxy disconnected (ADS stream closed)");
       watcher.closeNode(node.id);
       tracker.streamClosed(node.id);
     }

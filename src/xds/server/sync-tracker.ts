@@ -15,6 +15,8 @@ export interface TypeSyncStatus {
   type: string;
   versionSent: string;
   nonceSent: string;
+  /** When versionSent was sent (ISO time; "" before the first response): how long a STALE type has waited. */
+  sentAt: string;
   versionAcked: string;
   lastNack: NackRecord | null;
   /** Responses of this type sent to this node (over all its streams, since it connected). */
@@ -42,7 +44,7 @@ export interface SyncTracker {
 interface NodeEntry {
   streams: number;
   protocols: Set<"sotw" | "delta">;
-  types: Map<string, { versionSent: string; nonceSent: string; versionAcked: string; lastNack: NackRecord | null; responses: number }>;
+  types: Map<string, { versionSent: string; nonceSent: string; sentAt: string; versionAcked: string; lastNack: NackRecord | null; responses: number }>;
 }
 
 export function createSyncTracker(registry: Registry = new Registry()): SyncTracker {
@@ -53,12 +55,14 @@ export function createSyncTracker(registry: Registry = new Registry()): SyncTrac
   const acks = metric("meshkey_xds_acks_total", () => new Counter({ name: "meshkey_xds_acks_total", help: "xDS ACKs received", labelNames: ["type"], registers: [registry] }));
   const nacks = metric("meshkey_xds_nacks_total", () => new Counter({ name: "meshkey_xds_nacks_total", help: "xDS NACKs received", labelNames: ["type"], registers: [registry] }));
   const label = (t: string) => shortTypeName[t] ?? t;
+  // Every series exists from the start, at 0 (a rate() over a counter that appears later misses its first step).
+  for (const type of Object.values(shortTypeName)) for (const c of [pushes, acks, nacks]) c.inc({ type }, 0);
 
   const typeOf = (nodeId: string, typeUrl: string) => {
     let n = nodes.get(nodeId);
     if (!n) nodes.set(nodeId, (n = { streams: 0, protocols: new Set(), types: new Map() }));
     let t = n.types.get(typeUrl);
-    if (!t) n.types.set(typeUrl, (t = { versionSent: "", nonceSent: "", versionAcked: "", lastNack: null, responses: 0 }));
+    if (!t) n.types.set(typeUrl, (t = { versionSent: "", nonceSent: "", sentAt: "", versionAcked: "", lastNack: null, responses: 0 }));
     return t;
   };
   const view = (nodeId: string, n: NodeEntry): NodeSyncStatus => ({
@@ -88,6 +92,7 @@ export function createSyncTracker(registry: Registry = new Registry()): SyncTrac
       const t = typeOf(nodeId, typeUrl);
       t.versionSent = version;
       t.nonceSent = nonce;
+      t.sentAt = new Date().toISOString();
       t.responses++;
       pushes.inc({ type: label(typeUrl) });
     },
