@@ -11,9 +11,9 @@
 //   - a regular file, a directory or a symbolic link is never touched: we refuse.
 // After close (and at process exit) the socket is removed, but only if it is still
 // the one we created.
-import { chmodSync, lstatSync, mkdirSync, unlinkSync, type Stats } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { connect } from "node:net";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 
 export class SocketPathError extends Error {
   override readonly name = "SocketPathError";
@@ -99,4 +99,72 @@ export function claimSocket(path: string): OwnedSocket {
   // A process that exits without closing the server (process.exit after SIGTERM) still cleans up.
   process.on("exit", remove);
   return { path, remove };
+}
+
+/** What prepareSocketDirectory found: whether it made the directory, and what may keep other users out. */
+export interface SocketDirectory {
+  readonly path: string;
+  readonly created: boolean;
+  /** The first directory on the way (the directory itself or an ancestor) that others may not search (no o+x). */
+  readonly notSearchableByOthers: string | undefined;
+}
+
+/**
+ * A directory of the agent's own for its socket, as /var/run/sds is: created mode 0755 if it is
+ * missing (whatever the umask), else it must be a real directory (not a symbolic link), owned by
+ * this process's user, and writable by nobody else. That is what keeps another local user from
+ * planting or replacing the socket. Throws SocketPathError. Modes of an existing directory are
+ * never changed.
+ */
+export function prepareSocketDirectory(dir: string): SocketDirectory {
+  let created = false;
+  let st = lstatOrUndefined(dir);
+  if (!st) {
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      chmodSync(dir, 0o755);
+      created = true;
+    } catch (err) {
+      throw new SocketPathError(`cannot create the SDS socket directory ${dir}: ${(err as Error).message}`);
+    }
+    st = lstatSync(dir);
+  }
+  if (st.isSymbolicLink()) throw new SocketPathError(`refusing SDS socket directory ${dir}: it is a symbolic link`);
+  if (!st.isDirectory()) throw new SocketPathError(`refusing SDS socket directory ${dir}: it is not a directory`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    throw new SocketPathError(`refusing SDS socket directory ${dir}: it is owned by uid ${st.uid}, not by this agent (uid ${uid})`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw new SocketPathError(
+      `refusing SDS socket directory ${dir}: group or others may write to it (mode ${(st.mode & 0o777).toString(8)}); chmod go-w ${dir}`,
+    );
+  }
+  return { path: dir, created, notSearchableByOthers: firstNotSearchable(dir) };
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new SocketPathError(`cannot inspect the SDS socket directory ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** An Envoy of another uid needs search (x) permission on every directory down to the socket. */
+function firstNotSearchable(dir: string): string | undefined {
+  const chain: string[] = [];
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    chain.unshift(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of chain) {
+    try {
+      if ((statSync(d).mode & 0o001) === 0) return d;
+    } catch {
+      return d;
+    }
+  }
+  return undefined;
 }

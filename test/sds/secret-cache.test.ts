@@ -7,6 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openCertificateAuthority, type AuthenticatedCaller, type CertificateAuthority } from "../../src/ca/index.js";
 import { CaProviderError, createSecretCache, type CaProvider, type SecretItem, type WatchCallbacks } from "../../src/sds/index.js";
+import { Registry } from "prom-client";
+import { createFakeClock } from "../support/fake-clock.js";
 
 let dir: string;
 let ca: CertificateAuthority;
@@ -143,6 +145,86 @@ test("an RSA-2048 key when asked", async () => {
   assert.is(key.asymmetricKeyType, "rsa");
   assert.is(key.asymmetricKeyDetails?.modulusLength, 2048);
   cache.close();
+});
+
+test("2,000 identities whose streams ended are evicted after the idle timeout; an identity with an open stream is kept", async () => {
+  // Issuance is cheap here: the key factory and the CA are fakes, and the "certificate" is a
+  // line the fake certificate reader understands. Time is a fake clock: nothing sleeps.
+  const clock = createFakeClock();
+  const idleTimeoutMs = 120_000;
+  let signed = 0;
+  const fakeCa: CaProvider = {
+    async sign(csrPem, token) {
+      signed++;
+      return [`FAKE ${token} ${csrPem}`];
+    },
+  };
+  const registry = new Registry();
+  const cache = createSecretCache({
+    caProvider: fakeCa,
+    trustDomain: "cluster.local",
+    rootCertPem: () => "FAKE ROOT",
+    now: clock.now,
+    timers: clock,
+    idleTimeoutMs,
+    registry,
+    createKeyAndCsr: async () => ({ privateKeyPem: "key", csrPem: `csr-${signed}` }),
+    readCertificateInfo: (pem) => {
+      const [, ns, sa, csr] = /^FAKE (\S+)\/(\S+) (\S+)/.exec(pem)!;
+      return {
+        serialHex: csr!,
+        notBefore: new Date(clock.now()),
+        notAfter: new Date(clock.now() + 24 * 3600_000),
+        uriSans: [`spiffe://cluster.local/ns/${ns}/sa/${sa}`],
+        fingerprintSha256: "00",
+      };
+    },
+  });
+  const identities = async () => (await registry.getSingleMetric("meshkey_sds_identities")!.get()).values[0]!.value;
+  const callerOf = (ns: string, sa: string): AuthenticatedCaller => ({ namespace: ns, serviceAccount: sa, subject: `system:serviceaccount:${ns}:${sa}`, expiresAt: undefined });
+
+  const n = 2_000;
+  let issued = 0;
+  let allIssued!: () => void;
+  const done = new Promise<void>((r) => (allIssued = r));
+  const count: WatchCallbacks = {
+    onUpdate: () => {
+      if (++issued === n + 1) allIssued();
+    },
+    onRevoked: (r) => assert.unreachable(r),
+    onFailed: (e) => assert.unreachable(e.message),
+  };
+  const kept = cache.watch(callerOf("kept", "open-stream"), "kept/open-stream", "default", count)!;
+  const watches = Array.from({ length: n }, (_, i) => cache.watch(callerOf(`ns-${i}`, `sa-${i}`), `ns-${i}/sa-${i}`, "default", count)!);
+  await done;
+  // The last issuance hands out its certificate before it settles: let it settle (an identity
+  // still issuing when its idle timer fires is rightly given another timeout).
+  while (cache.debug().identities.some((i) => i.issuing)) await new Promise((r) => setImmediate(r));
+  assert.is(signed, n + 1, "one certificate per identity");
+  assert.ok(watches.every((w) => w.current()?.version), "every identity has its certificate");
+  assert.is(cache.debug().identities.length, n + 1);
+
+  // Their streams end; the identities stay cached (a reconnect within the timeout reuses them)…
+  for (const w of watches) w.cancel();
+  clock.advance(idleTimeoutMs - 1);
+  assert.is(cache.debug().identities.length, n + 1);
+
+  // …and are dropped together once the timeout has passed, with their timers.
+  clock.advance(1);
+  const left = cache.debug().identities;
+  assert.equal(left.map((i) => i.spiffeId), ["spiffe://cluster.local/ns/kept/sa/open-stream"]);
+  assert.is(await identities(), 1, "meshkey_sds_identities");
+  assert.is(clock.pending(), 1, "only the kept identity's rotation timer is left: no timer or entry held per evicted identity");
+  assert.ok(kept.current()?.version, "the open stream still has its certificate");
+
+  // Evicted means gone: the same workload coming back gets a new key and certificate.
+  const back = cache.watch(callerOf("ns-7", "sa-7"), "ns-7/sa-7", "default", { ...count, onUpdate: () => {} })!;
+  await cache.rotate(back.spiffeId);
+  assert.is(signed, n + 2);
+  back.cancel();
+  kept.cancel();
+  cache.close();
+  assert.is(clock.pending(), 0);
 });
 
 test.run();
