@@ -5,15 +5,23 @@
 // all fails: uvu alone exits 0 when it runs nothing.
 //
 // The last line printed is "N passed, N failed" (read by CI).
-// Usage: npm test [-- FILTER…]   (substring match on the test file path)
+// Usage: npm test [-- FILTER…]. A filter matches a test file exactly, by name:
+//   serve                 the file stem (test/cli/serve.test.ts, not serve-banner.test.ts),
+//                         or a directory segment (cli: test/cli/*, and test/ca/cli.test.ts)
+//   test/cli  test/cli/   a directory prefix: every file under it
+//   test/cli/serve.test.ts  one file by path (".test.ts" may be left out)
+//   serve*                a trailing * matches by substring anywhere in the path
+// --list prints the files the filters select, and runs none.
 import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { cpus } from "node:os";
 import { join, relative, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { matchesFilter } from "./test-filter.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const filters = process.argv.slice(2);
+const listOnly = process.argv.includes("--list");
+const filters = process.argv.slice(2).filter((a) => a !== "--list");
 const perFileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 300_000);
 const concurrency = Number(process.env.TEST_CONCURRENCY ?? Math.max(1, Math.min(2, cpus().length)));
 
@@ -29,8 +37,14 @@ function walk(dir) {
 
 const files = walk(join(root, "test"))
   .map((f) => relative(root, f))
-  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+  .filter((f) => filters.length === 0 || filters.some((x) => matchesFilter(f, x)))
   .sort();
+
+if (listOnly) {
+  // `npm test -- --list FILTER…`: print the files a run would take, run nothing.
+  for (const f of files) console.log(f);
+  process.exit(files.length > 0 ? 0 : 1);
+}
 
 let passed = 0;
 let failed = 0;

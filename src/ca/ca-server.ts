@@ -12,7 +12,7 @@ import { startGrpcServer, type RunningGrpcServer, type StartedGrpcServer } from 
 import type { CertificateAuthority } from "./certificate-authority.js";
 import { createRenewingServerCertificate } from "./server-certificate.js";
 import { AuthenticationError, InvalidRequestError, VerifierUnavailableError } from "./errors.js";
-import type { TokenAuthenticator } from "./jwt-authenticator.js";
+import { unverifiedClaims, type TokenAuthenticator } from "./jwt-authenticator.js";
 
 export interface CaServerOptions {
   ca: CertificateAuthority;
@@ -40,13 +40,15 @@ function metricsOn(registry: Registry): CaMetrics {
   if (existing) {
     return { csrs: existing, signing: registry.getSingleMetric("meshkey_ca_signing_seconds") as Histogram };
   }
+  const csrs = new Counter({
+    name: "meshkey_ca_csr_total",
+    help: "CreateCertificate requests by result (issued, unauthenticated, invalid, error)",
+    labelNames: ["result"],
+    registers: [registry],
+  });
+  for (const result of ["issued", "unauthenticated", "invalid", "error"]) csrs.inc({ result }, 0);
   return {
-    csrs: new Counter({
-      name: "meshkey_ca_csr_total",
-      help: "CreateCertificate requests by result (issued, unauthenticated, invalid, error)",
-      labelNames: ["result"],
-      registers: [registry],
-    }),
+    csrs,
     signing: new Histogram({
       name: "meshkey_ca_signing_seconds",
       help: "Time to verify a CSR and sign its certificate",
@@ -80,7 +82,10 @@ export function caRoutes(options: Omit<CaServerOptions, "listen">): (router: Con
         } catch (err) {
           if (err instanceof AuthenticationError) {
             metrics.csrs.inc({ result: "unauthenticated" });
-            log.info({ err: err.message }, "CreateCertificate: authentication failed");
+            log.info(
+              { err: err.message, presented: unverifiedClaims(token) ?? "(not a JWT)", ...(options.authenticator.expects ? { expected: options.authenticator.expects() } : {}) },
+              "CreateCertificate: authentication failed",
+            );
             throw new ConnectError(err.message, Code.Unauthenticated);
           }
           // The verifier is down or broke: a server fault, never reported as a bad token, and

@@ -9,7 +9,7 @@ export interface CertificateInfo {
   notBefore: Date;
   notAfter: Date;
   uriSans: string[];
-  /** SHA-256 of the DER, lowercase hex without separators. */
+  /** SHA-256 of the DER as `openssl x509 -fingerprint -sha256` prints it (see fingerprintSha256). */
   fingerprintSha256: string;
 }
 
@@ -23,6 +23,17 @@ export function readCertificateInfo(pem: string): CertificateInfo {
     notBefore: cert.notBefore,
     notAfter: cert.notAfter,
     uriSans: san ? readSubjectAltNames(san.value).uris : [],
-    fingerprintSha256: createHash("sha256").update(der).digest("hex"),
+    fingerprintSha256: fingerprintSha256(der),
   };
+}
+
+/**
+ * The one fingerprint format meshkey prints (banner, `ca init`, /debug/sds, proxy-config,
+ * fetch-secret, the status page): SHA-256 of the DER in upper-case hex pairs joined by
+ * colons, exactly as `openssl x509 -noout -fingerprint -sha256` prints it after "=".
+ * Takes the DER, or a PEM text (its first CERTIFICATE).
+ */
+export function fingerprintSha256(cert: Uint8Array | string): string {
+  const der = typeof cert === "string" ? fromPem(cert, "CERTIFICATE") : cert;
+  return createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g)!.join(":");
 }

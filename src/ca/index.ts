@@ -8,7 +8,9 @@ export {
   identityFromClaims,
   ASYMMETRIC_ALGORITHMS,
   DEFAULT_AUDIENCE,
+  unverifiedClaims,
   type TokenAuthenticator,
+  type TokenExpectations,
   type JwtAuthenticatorOptions,
 } from "./jwt-authenticator.js";
 export { createTokenReviewAuthenticator, type TokenReviewAuthenticatorOptions } from "./token-review-authenticator.js";
@@ -24,7 +26,7 @@ export {
   type CertificateAuthorityOptions,
 } from "./certificate-authority.js";
 export { createKeyAndCsr } from "./key-and-csr.js";
-export { readCertificateInfo, type CertificateInfo } from "./certificate-info.js";
+export { readCertificateInfo, fingerprintSha256, type CertificateInfo } from "./certificate-info.js";
 export { openDevTokenIssuer, DEV_ISSUER, DEV_JWKS_FILE, type DevTokenIssuer } from "./dev-token-issuer.js";
 export { startCaServer, caRoutes, bearerToken, CA_SERVER_DNS_NAMES, type CaServerOptions } from "./ca-server.js";
 export {

@@ -4,6 +4,8 @@
 import { readFile } from "node:fs/promises";
 import {
   createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
   errors as joseErrors,
   jwtVerify,
   type JSONWebKeySet,
@@ -23,10 +25,41 @@ export interface TokenAuthenticator {
   ready?(): boolean;
   /** Loads what the verifier needs (the JWKS) ahead of the first token; failures are reported, not thrown. */
   warmUp?(): Promise<void>;
+  /** What a token must match, for the log of a refused token (no key material). */
+  expects?(): TokenExpectations;
+}
+
+/** What a verifier requires of a token: the issuer, the audience and where the keys come from. */
+export interface TokenExpectations {
+  issuer?: string;
+  audience: string | string[];
+  /** The JWKS the signing key is looked up in ("file PATH", "url URL", "oidc discovery of ISS: URL", "inline (N keys)"), or the TokenReview URL. */
+  keys: string;
+}
+
+/**
+ * The claims a token says it carries, read WITHOUT verifying it: who presented a refused
+ * token (sub, iss, aud, exp, kid), for the log. Never trust these for a decision.
+ */
+export function unverifiedClaims(token: string): Record<string, unknown> | undefined {
+  try {
+    const header = decodeProtectedHeader(token);
+    const c = decodeJwt(token);
+    return {
+      ...(c.sub !== undefined ? { sub: c.sub } : {}),
+      ...(c.iss !== undefined ? { iss: c.iss } : {}),
+      ...(c.aud !== undefined ? { aud: c.aud } : {}),
+      ...(typeof c.exp === "number" ? { exp: new Date(c.exp * 1000).toISOString() } : {}),
+      ...(header.kid !== undefined ? { kid: header.kid } : {}),
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 export interface JwtAuthenticatorOptions {
-  jwks: { file: string } | { url: string } | { oidcIssuer: string } | { keys: JSONWebKeySet };
+  /** Where the keys come from; inline keys may say where they were read (for the log). */
+  jwks: { file: string } | { url: string } | { oidcIssuer: string } | { keys: JSONWebKeySet; description?: string };
   /** Required `iss` when set (defaults to oidcIssuer with OIDC discovery). */
   issuer?: string;
   /** Required `aud` (default "istio-ca"). */
@@ -273,6 +306,15 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
   let issuer = options.issuer;
   let getKey: JWTVerifyGetKey;
   let remote: RemoteKeySet | undefined;
+  let locatedUrl: string | undefined;
+  const keysSource = (): string =>
+    "keys" in src
+      ? `${src.description ?? "inline"} (${src.keys.keys.length} key${src.keys.keys.length === 1 ? "" : "s"})`
+      : "file" in src
+        ? `file ${src.file}`
+        : "url" in src
+          ? `url ${src.url}`
+          : `oidc discovery of ${src.oidcIssuer}${locatedUrl ? `: ${locatedUrl}` : ""}`;
   if ("keys" in src) getKey = createLocalJWKSet(src.keys);
   else if ("file" in src) getKey = fileKeySet(src.file);
   else {
@@ -280,7 +322,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
     const locate =
       "url" in src
         ? async () => src.url
-        : async () => (located ??= await discover(src.oidcIssuer, options.remoteKeySet?.timeoutMs));
+        : async () => (locatedUrl = located ??= await discover(src.oidcIssuer, options.remoteKeySet?.timeoutMs));
     if ("oidcIssuer" in src) issuer ??= src.oidcIssuer;
     remote = remoteKeySet(locate, { ...options.remoteKeySet, now });
     getKey = remote.getKey;
@@ -334,6 +376,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
       return { ...caller };
     },
     ready: () => remote?.loaded() ?? true,
+    expects: () => ({ ...(issuer !== undefined ? { issuer } : {}), audience, keys: keysSource() }),
     async warmUp() {
       if (!remote || remote.loaded()) return;
       const keys = remote;

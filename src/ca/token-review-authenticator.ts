@@ -63,6 +63,7 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
   const url = new URL(base.endsWith("/tokenreviews") ? base : `${base}${PATH}`);
   const audiences = options.audiences ?? [DEFAULT_AUDIENCE];
   return {
+    expects: () => ({ audience: audiences, keys: `TokenReview ${url.href}` }),
     async authenticate(token: string): Promise<AuthenticatedCaller> {
       if (typeof token !== "string" || token.length === 0) throw new AuthenticationError("no token");
       const body = JSON.stringify({

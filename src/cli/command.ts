@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { didYouMean } from "./suggest.js";
 
 /** One verb of the CLI. `run` returns the process exit code. */
 export interface CliCommand {
@@ -24,7 +25,16 @@ export function parseFlags<T extends ParseArgsConfig["options"]>(
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    const e = err as NodeJS.ErrnoException;
+    const unknown = /^Unknown option '(-{1,2})([^']+)'/.exec(e.message);
+    if (e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && unknown) {
+      const flag = unknown[2]!.split("=")[0]!;
+      throw new UsageError(`unknown flag ${unknown[1]}${flag}${didYouMean(flag, Object.keys(options ?? {}), "--")}`);
+    }
+    if (e.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+      throw new UsageError(e.message.replace(/\. To specify a positional argument starting with a '-'.*$/s, ""));
+    }
+    throw new UsageError(e.message);
   }
 }
 

@@ -1,6 +1,8 @@
 // The `meshkey` command line. Each verb lives in its own file under commands/
 // and exports a `command: CliCommand`; this file only dispatches.
 import type { CliCommand } from "./command.js";
+import { didYouMean } from "./suggest.js";
+import { MESHKEY_VERSION } from "./version.js";
 
 const verbs: Record<string, () => Promise<{ command: CliCommand }>> = {
   serve: () => import("./commands/serve.js"),
@@ -20,6 +22,7 @@ const verbs: Record<string, () => Promise<{ command: CliCommand }>> = {
 const usage = `meshkey — SPIFFE identity (CA + SDS) and Envoy configuration (ADS) service
 
 Usage: meshkey <command> [options]     (meshkey <command> --help for details)
+       meshkey --version
 
 Commands:
   serve       run the CA, the SDS node agent, the ADS control plane and the admin server
@@ -42,9 +45,14 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage);
     return verb === undefined ? 2 : 0;
   }
-  const load = verbs[verb];
+  if (verb === "--version" || verb === "-V" || verb === "version") {
+    process.stdout.write(`meshkey ${MESHKEY_VERSION} (node ${process.version})\n`);
+    return 0;
+  }
+  const load = Object.hasOwn(verbs, verb) ? verbs[verb] : undefined;
   if (!load) {
-    process.stderr.write(`meshkey: unknown command "${verb}"\n\n${usage}`);
+    const what = verb.startsWith("-") ? `unknown flag ${verb}${didYouMean(verb, ["--help", "--version"])}` : `unknown command "${verb}"${didYouMean(verb, Object.keys(verbs))}`;
+    process.stderr.write(`meshkey: ${what}\n\n${usage}`);
     return 2;
   }
   let command: CliCommand;

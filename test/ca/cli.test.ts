@@ -21,7 +21,7 @@ test("ca init creates a root (mode 0600), prints its fingerprint, and a second i
   assert.match(first.stdout, /^created root .*root-cert\.pem/);
   const pem = readFileSync(join(stateDir, "root-cert.pem"), "utf8");
   const fp = readCertificateInfo(pem).fingerprintSha256;
-  assert.ok(first.stdout.includes(`sha256 fingerprint ${fp}`));
+  assert.ok(first.stdout.includes(`sha256 Fingerprint=${fp}`));
   assert.is(statSync(join(stateDir, "root-key.pem")).mode & 0o777, 0o600);
   assert.match(openssl(["x509", "-noout", "-subject"], pem).out, /O ?= ?example\.org/);
   const again = meshkey("ca", "init", "--state-dir", stateDir);

@@ -51,6 +51,24 @@ function port(value: string | undefined, flag: string): number | undefined {
   return n;
 }
 
+/** renderBootstrap's option names → the flags that set them. */
+const optionFlags: Record<string, string> = {
+  xdsAddress: "--xds-address",
+  controlPlaneNamespace: "--control-plane-identity",
+  controlPlaneServiceAccount: "--control-plane-identity",
+  namespace: "--namespace",
+  serviceAccount: "--service-account",
+  trustDomain: "--trust-domain",
+  sdsSocket: "--sds-socket",
+  tokenPath: "--token-path",
+  adminPort: "--admin-port",
+  listenAddress: "--listen-address",
+  listenPort: "--listen-port",
+  localPort: "--local-port",
+  nodeCluster: "--node-id",
+  controlPlaneSni: "--control-plane-identity",
+};
+
 export const command: CliCommand = {
   help,
   run: (argv) =>
@@ -106,6 +124,11 @@ export const command: CliCommand = {
         }));
       } catch (err) {
         if (err instanceof BootstrapError) {
+          // A bad option value is a usage error, reported under its flag (not the option's
+          // internal name); a template that renders badly is a failure (exit 1).
+          const option = /^(?:option )?([a-zA-Z]+)\b/.exec(err.message)?.[1];
+          const flag = option !== undefined ? optionFlags[option] : undefined;
+          if (flag !== undefined) throw new UsageError(err.message.replace(/^(?:option )?[a-zA-Z]+/, flag));
           process.stderr.write(`meshkey bootstrap: ${err.message}\n`);
           return 1;
         }

@@ -17,10 +17,12 @@ Usage:
   meshkey ca show [--state-dir DIR]
 
 init creates the root (O = trust domain, 10 years, files mode 0600) unless one
-exists already, which is kept; it prints the root's path and SHA-256 fingerprint.
+exists already, which is kept; it prints the root's path and SHA-256 fingerprint (as
+\`openssl x509 -noout -fingerprint -sha256\` prints it).
 An existing root made for another trust domain than --trust-domain is an error (exit 1):
 it is never replaced, and never silently kept for the wrong domain.
-show prints the root certificate PEM (exit 1 when there is none).
+show prints the root certificate PEM on stdout and its fingerprint on stderr
+(exit 1 when there is none).
 
 Options:
   --state-dir DIR        state directory (default .meshkey)
@@ -70,7 +72,7 @@ export const command: CliCommand = {
         const info = readCertificateInfo(ca.rootCertPem);
         process.stdout.write(
           `${existing !== undefined ? "kept existing" : "created"} root ${join(stateDir, ROOT_CERT_FILE)}\n` +
-            `sha256 fingerprint ${info.fingerprintSha256}\nnot after ${info.notAfter.toISOString()}\n`,
+            `sha256 Fingerprint=${info.fingerprintSha256}\nnot after ${info.notAfter.toISOString()}\n`,
         );
         return 0;
       }
@@ -81,6 +83,7 @@ export const command: CliCommand = {
           return 1;
         }
         process.stdout.write(pem);
+        process.stderr.write(`sha256 Fingerprint=${readCertificateInfo(pem).fingerprintSha256}\n`);
         return 0;
       }
       throw new UsageError(sub === undefined ? "missing subcommand: init or show" : `unknown subcommand "${sub}" (init or show)`);

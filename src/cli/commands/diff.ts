@@ -1,13 +1,16 @@
 // meshkey diff A B: semantic diff of two Envoy configs.
 import { readFile } from "node:fs/promises";
 import { runCommand, parseFlags, UsageError, type CliCommand } from "../command.js";
+import { httpGet } from "../meshkey-endpoints.js";
 import { diffEnvoyConfigs, formatDiff, parseConfigText } from "../../envoy/index.js";
 
 const help = `Usage: meshkey diff [--json] A B
 
 Semantic diff of two Envoy configs (JSON or YAML): bootstraps, resources, or config
 dumps (a live Envoy's GET /config_dump or /config_dump?include_eds, meshkey's
-/debug/config_dump, \`meshkey render\`). Resources are matched by type and name, Any
+/debug/config_dump, \`meshkey render\`). A or B may be a live Envoy's admin URL
+(http://127.0.0.1:15000): its /config_dump?include_eds is fetched (a URL with a
+path, e.g. http://127.0.0.1:15000/config_dump, is fetched as it is). Resources are matched by type and name, Any
 payloads unpacked, fields compared as protos (defaults equal absent; maps and lists
 of named elements compared by name, order kept where Envoy acts on it). Prints one
 line per changed field path, grouped by resource; --json prints
@@ -37,20 +40,19 @@ Exit status: 0 same, 1 different, 2 error (unreadable or invalid config).
 Example:
   meshkey render --mesh mesh.yaml --sds-socket /var/run/sds/uds_path \\
     --token-path ./istio-token --out rendered
-  curl -s 127.0.0.1:15000/config_dump > live.json
-  meshkey diff rendered/sidecar-httpbin-0.foo.json live.json`;
+  meshkey diff rendered/sidecar-httpbin-0.foo.json http://127.0.0.1:15000`;
 
 export const command: CliCommand = {
   help,
   run: (argv) =>
     runCommand(help, async () => {
       const { values, positionals } = parseFlags(argv, { json: { type: "boolean" } }, true);
-      if (positionals.length !== 2) throw new UsageError("diff takes exactly two files");
+      if (positionals.length !== 2) throw new UsageError("diff takes exactly two files or Envoy admin URLs");
       const [fa, fb] = positionals as [string, string];
       let d;
       try {
-        const a = parseConfigText(await readFile(fa, "utf8"), fa);
-        const b = parseConfigText(await readFile(fb, "utf8"), fb);
+        const a = parseConfigText(await readSide(fa), fa);
+        const b = parseConfigText(await readSide(fb), fb);
         d = diffEnvoyConfigs(a, b);
       } catch (err) {
         const msg = (err as Error).message.replace(/^config A/, fa).replace(/^config B/, fb);
@@ -61,3 +63,21 @@ export const command: CliCommand = {
       return d.same ? 0 : 1;
     }),
 };
+
+/** A file's text, or a live Envoy's config dump when `side` is its admin URL. */
+async function readSide(side: string): Promise<string> {
+  if (!/^https?:\/\//i.test(side)) return readFile(side, "utf8");
+  let url: URL;
+  try {
+    url = new URL(side);
+  } catch {
+    throw new Error(`${side}: not a URL`);
+  }
+  if (url.pathname === "/" || url.pathname === "") {
+    url.pathname = "/config_dump";
+    url.search = "?include_eds";
+  }
+  const res = await httpGet(url.href, `Envoy's admin at ${url.origin}`);
+  if (res.status !== 200) throw new Error(`${url.href} answered HTTP ${res.status}: ${res.body.slice(0, 200).trim()}`);
+  return res.body;
+}

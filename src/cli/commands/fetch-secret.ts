@@ -14,6 +14,7 @@ import type { DataSource } from "../../../gen/envoy/config/core/v3/base_pb.js";
 import { DiscoveryRequestSchema } from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { SecretDiscoveryService } from "../../../gen/envoy/service/secret/v3/sds_pb.js";
 import { SecretSchema, type Secret } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
+import { fingerprintSha256 } from "../../ca/index.js";
 import { DEFAULT_SDS_SOCKET, SECRET_TYPE_URL } from "../../sds/index.js";
 import { parseFlags, runCommand, UsageError, type CliCommand } from "../command.js";
 import { UnreachableError } from "../meshkey-endpoints.js";
@@ -23,7 +24,7 @@ import { checkChain, splitPem, uriSans } from "../x509-text.js";
 /** The header Envoy's file-based call credentials send the token in (Istio's). */
 const TOKEN_HEADER = "istio_sds_credentials_header-bin";
 /** Where `meshkey serve` puts the socket when /var/run/sds is not usable. */
-const FALLBACK_SOCKET = join(".meshkey", "uds_path");
+const FALLBACK_SOCKET = join(".meshkey-sds", "uds_path"); // serve's fallback for the default state dir (fallbackSocketDir)
 const TIMEOUT_MS = 15_000;
 
 const help = `meshkey fetch-secret — fetch the workload's SDS secrets as Envoy does, and check them
@@ -138,7 +139,7 @@ export const command: CliCommand = {
         `not before:    ${new Date(leaf.validFrom).toISOString()}`,
         `not after:     ${notAfter.toISOString()} (${notAfter > now ? `expires in ${formatAge(notAfter.getTime() - now.getTime())}` : "EXPIRED"})`,
         `chain:         ${chain.length} certificate(s), ${check.ok ? "verifies against ROOTCA" : `does NOT verify against ROOTCA: ${check.reason}`}`,
-        ...roots.map((r, i) => `ROOTCA${roots.length > 1 ? `[${i}]` : ""}:        ${terminalSafe(r.subject.replace(/\n/g, ", "))}, SHA256 Fingerprint=${r.fingerprint256}`),
+        ...roots.map((r, i) => `ROOTCA${roots.length > 1 ? `[${i}]` : ""}:        ${terminalSafe(r.subject.replace(/\n/g, ", "))}, SHA256 Fingerprint=${fingerprintSha256(r.raw)}`),
       ];
       process.stdout.write(`${lines.join("\n")}\n`);
       if (values.out) {

@@ -4,6 +4,7 @@
 import { X509Certificate } from "node:crypto";
 import { toJson } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { fingerprintSha256 } from "../../ca/index.js";
 import { envoyTypeRegistry } from "../../envoy/index.js";
 import { parseFlags, runCommand, UsageError, type CliCommand } from "../command.js";
 import { addressFlag, DEFAULT_ADMIN, DEFAULT_XDS, envoyAdminJson, envoyUrlFlag, meshkeyEndpoints, UnreachableError } from "../meshkey-endpoints.js";
@@ -117,7 +118,7 @@ function caRow(root: X509Certificate, status = "ACTIVE"): SecretRow {
     serial: normalSerial(root.serialNumber),
     notBefore: new Date(root.validFrom).toISOString(),
     notAfter: new Date(root.validTo).toISOString(),
-    fingerprint: root.fingerprint256,
+    fingerprint: fingerprintSha256(root.raw),
   };
 }
 

@@ -1,9 +1,9 @@
 // `meshkey serve`: CA, SDS node agent, ADS control plane and admin in one process.
-import { pino } from "pino";
 import type { CliCommand } from "../command.js";
 import { runCommand } from "../command.js";
-import { resolveServeConfig } from "../serve-config.js";
+import { parseHostPort, resolveServeConfig, type ServeConfig } from "../serve-config.js";
 import { startMeshkey, describeRunningMeshkey } from "../meshkey-process.js";
+import { createMeshkeyLogger } from "../log-output.js";
 
 const help = `meshkey serve — run the CA, the SDS node agent, the ADS control plane and the admin server
 
@@ -12,8 +12,13 @@ Usage: meshkey serve [--config FILE] [flags]
 Flags (the same kebab-case keys work in the YAML --config file; flags win):
   --state-dir DIR          CA root and dev token issuer (mode 0600), never a workload key   [.meshkey]
   --trust-domain TD        SPIFFE trust domain                                               [cluster.local]
-  --mesh FILE              mesh YAML (watched); default: the seeds' sample (httpbin, sleep in foo and bar)
-  --sds-socket PATH        SDS Unix socket  [/var/run/sds/uds_path, else <state-dir>/uds_path if /var/run/sds is not writable]
+  --mesh FILE              mesh YAML (watched); default: the seeds' sample (httpbin, sleep in foo and bar).
+                           A change that is not valid, an empty file or one with no "services" key
+                           (write "services: []" for an empty mesh) is refused: the last good config serves
+  --max-mesh-bytes N       refuse a larger mesh file, before parsing it                      [16777216]
+  --guard-mass-removal     refuse a mesh change that removes more than half of the services
+                           (without it: a warning)
+  --sds-socket PATH        SDS Unix socket  [/var/run/sds/uds_path, else <state-dir>-sds/uds_path (0755) if /var/run/sds is not writable]
   --xds-listen HOST:PORT   ADS + CSDS                                                        [127.0.0.1:15010]
   --xds-tls-listen HOST:PORT
                            ADS + CSDS over mTLS, as istiod's 15012: server certificate
@@ -39,7 +44,9 @@ Flags (the same kebab-case keys work in the YAML --config file; flags win):
   --token-path PATH        token file Envoy sends over SDS, written into pushed config
                                                               [/var/run/secrets/tokens/istio-token]
   --no-sds --no-xds --no-ca  leave a part out (split deployments)
-  --log-level L            fatal|error|warn|info|debug|trace|silent (JSON logs on stderr)   [info]
+  --log-level L            fatal|error|warn|info|debug|trace|silent (logs go to stderr)     [info]
+  --log-format F           json (one JSON object a line) | text (ISO time, LEVEL, message,
+                           key=value)                                                        [json]
 
 Examples:
   meshkey serve
@@ -48,13 +55,30 @@ Examples:
                 --ca-root-cert root.pem --jwks jwks.json          # a node agent only
 `;
 
+/** EADDRINUSE names the flag whose address is taken, not just the address. */
+function nameTakenAddress(err: unknown, config: ServeConfig): unknown {
+  const e = err as (NodeJS.ErrnoException & { port?: number }) | undefined;
+  if (e?.code !== "EADDRINUSE" || typeof e.port !== "number") return err;
+  const flags = [
+    ["--xds-listen", config.xdsListen],
+    ["--xds-tls-listen", config.xdsTlsListen],
+    ["--ca-listen", config.caListen],
+    ["--admin-listen", config.adminListen],
+  ] as const;
+  const taken = flags.find(([, address]) => parseHostPort(address, "").port === e.port);
+  if (!taken) return err;
+  return new Error(`${taken[0]} ${taken[1]}: address already in use (another meshkey, or another process, listens there): choose another ${taken[0]}`);
+}
+
 export const command: CliCommand = {
   help,
   run: (argv) =>
     runCommand(help, async () => {
       const config = resolveServeConfig(argv);
-      const log = pino({ level: config.logLevel, redact: ["token", "*.token", "headers.authorization"] }, pino.destination(2));
-      const running = await startMeshkey(config, log);
+      const log = createMeshkeyLogger({ level: config.logLevel, format: config.logFormat });
+      const running = await startMeshkey(config, log).catch((err: unknown) => {
+        throw nameTakenAddress(err, config);
+      });
       process.stdout.write(describeRunningMeshkey(running));
 
       await new Promise<void>((resolve) => {
