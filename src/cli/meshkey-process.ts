@@ -2,15 +2,17 @@
 // configuration, wires their debug and readiness into the admin server, and
 // shuts them down in order. Parts meet only through their index.ts APIs.
 import { mkdir, readFile, access, constants as fsConstants } from "node:fs/promises";
-import { createHash, X509Certificate } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
-import { Registry, collectDefaultMetrics } from "prom-client";
+import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import {
   canIssueServerCertificates,
   CONTROL_PLANE_IDENTITY,
   createJwtAuthenticator,
   createTokenReviewAuthenticator,
+  DEV_JWKS_FILE,
+  fingerprintSha256,
   openCertificateAuthority,
   openDevTokenIssuer,
   startCaServer,
@@ -21,18 +23,24 @@ import {
 } from "../ca/index.js";
 import {
   createBuiltinCaProvider,
+  createCaReachability,
   createIstioCaProvider,
   createSecretCache,
   createVaultCaProvider,
+  prepareSocketDirectory,
   startSdsServer,
   type CaProvider,
+  type CaReachability,
   type RunningSdsServer,
+  type SdsDebugSnapshot,
   type SecretCache,
 } from "../sds/index.js";
 import { startAdminServer, DebugPageError, type DebugPage, type RunningAdminServer } from "../admin/index.js";
 import type { RunningGrpcServer } from "../net/index.js";
-import { DEFAULT_SDS_SOCKET, parseHostPort, type ServeConfig } from "./serve-config.js";
+import { DEFAULT_SDS_SOCKET, DEV_TOKEN_DEFAULT_TTL_SECONDS, parseHostPort, type ServeConfig } from "./serve-config.js";
 import { startControlPlane, type RunningControlPlane } from "./control-plane.js";
+import { createStatusData } from "./status-data.js";
+import { MESHKEY_VERSION } from "./version.js";
 
 export interface RunningMeshkey {
   readonly config: ServeConfig;
@@ -52,7 +60,14 @@ export class StartupError extends Error {
 
 export async function startMeshkey(config: ServeConfig, log: Logger): Promise<RunningMeshkey> {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "meshkey_process_" });
+  // Standard process_* and nodejs_* metrics, under meshkey_ once (meshkey_process_cpu_seconds_total).
+  collectDefaultMetrics({ register: registry, prefix: "meshkey_" });
+  new Gauge({
+    name: "meshkey_build_info",
+    help: "Always 1; the labels say which meshkey (version) runs on which Node.js (node)",
+    labelNames: ["version", "node"] as const,
+    registers: [registry],
+  }).set({ version: MESHKEY_VERSION, node: process.version }, 1);
   const stateDir = resolve(config.stateDir);
   await prepareStateDir(stateDir);
 
@@ -63,12 +78,41 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
   let ca: CertificateAuthority | undefined;
   let devIssuer: DevTokenIssuer | undefined;
   let secretCache: SecretCache | undefined;
+  let verifier: TokenAuthenticator | undefined;
+  let upstreamCa: CaReachability | undefined;
+  // The CA holds its root in the state dir; an agent using the builtin provider needs it in process.
+  const needLocalCa = config.ca || (config.sds && config.caProvider === "builtin");
+  // Every check of an enabled part is false until that part is up: the admin server starts
+  // first, so that /readyz answers 503 (not "connection refused") while the rest starts.
+  if (needLocalCa) ready.ca = false;
+  if (config.ca) ready.caServer = false;
+  if (config.sds) ready.sds = false;
+  if (config.xds) {
+    ready.meshParsed = false;
+    ready.xds = false;
+  }
+  // The status page's data, replaced by the full one once the parts it reads are running.
+  let status = createStatusData({ trustDomain: config.trustDomain, registry, rootCertPem: () => ca?.rootCertPem });
+  const admin: RunningAdminServer = await startAdminServer({
+    listen: parseHostPort(config.adminListen, "--admin-listen"),
+    registry,
+    readiness: () => {
+      const checks = {
+        ...ready,
+        // No verifier yet: not ready (a verifier without keys to load is always ready).
+        tokenVerifier: verifier !== undefined && (verifier.ready?.() ?? true),
+        ...(upstreamCa ? { upstreamCa: upstreamCa.reachable() } : {}),
+      };
+      return { ready: Object.values(checks).every(Boolean), checks };
+    },
+    debugPages,
+    status: () => status(),
+  });
+  addresses.admin = admin.address;
+  log.info({ admin: admin.address }, "admin server listening; /readyz is 503 until every part is up");
 
   try {
-    // The CA holds its root in the state dir; an agent using the builtin provider needs it in process.
-    const needLocalCa = config.ca || (config.sds && config.caProvider === "builtin");
     if (needLocalCa) {
-      ready.ca = false;
       ca = await openCertificateAuthority({
         stateDir,
         trustDomain: config.trustDomain,
@@ -81,9 +125,16 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
     }
 
     const authenticator = await createAuthenticator(config, stateDir, (issuer) => (devIssuer = issuer));
+    verifier = authenticator;
+    // A remote JWKS is fetched at start; until it is loaded no token can be checked (not ready),
+    // and a failure here is retried on the first token, rate-limited.
+    await authenticator.warmUp?.();
+    if (authenticator.ready && !authenticator.ready()) {
+      log.warn({ jwks: config.jwks ?? config.jwtIssuer }, "token verifier keys could not be loaded at start: not ready until they are");
+    }
+    warnOnTokenAndRotationMismatch(config, log);
 
     if (config.ca && ca) {
-      ready.caServer = false;
       const caServer = await startCaServer({
         ca,
         authenticator,
@@ -97,9 +148,15 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
     }
 
     let sdsSocketPath = config.sdsSocket;
+    let sdsDebug: (() => SdsDebugSnapshot) | undefined;
     if (config.sds) {
-      ready.sds = false;
       const caProvider = await createCaProvider(config, ca, authenticator);
+      // A remote CA (istio, vault) is probed periodically: /readyz says when it is out of reach.
+      const reach = createCaReachability({ provider: caProvider, logger: log.child({ part: "sds-cache" }), registry });
+      if (reach) {
+        upstreamCa = reach;
+        stops.push(() => reach.stop());
+      }
       const localCa = ca;
       secretCache = createSecretCache({
         caProvider,
@@ -124,15 +181,17 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
       stops.push(() => sds.close());
       addresses.sds = sds.address;
       debugPages.sds = () => sds.debug();
+      sdsDebug = () => sds.debug();
       ready.sds = true;
     }
 
     let controlPlane: RunningControlPlane | undefined;
     if (config.xds) {
-      ready.xds = false;
       // With the CA in this process, ADS is served over mTLS too (--xds-tls-listen).
       const tlsCa = config.ca && canIssueServerCertificates(ca) ? ca : undefined;
-      controlPlane = await startControlPlane(config, sdsSocketPath, log.child({ part: "xds" }), registry, tlsCa);
+      controlPlane = await startControlPlane(config, sdsSocketPath, log.child({ part: "xds" }), registry, tlsCa, {
+        onMeshParsed: () => (ready.meshParsed = true),
+      });
       const cp = controlPlane;
       stops.push(() => cp.close());
       addresses.xds = cp.server.address;
@@ -148,13 +207,31 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
       ready.xds = true;
     }
 
-    const admin: RunningAdminServer = await startAdminServer({
-      listen: parseHostPort(config.adminListen, "--admin-listen"),
+    // The public trust anchor (no key), for `meshkey proxy-config secret` to fingerprint.
+    const rootCa = ca;
+    if (rootCa) {
+      new Gauge({
+        name: "meshkey_ca_root_expiry_seconds",
+        help: "Seconds until the CA root (the trust anchor workloads get as ROOTCA) expires",
+        registers: [registry],
+        collect() {
+          this.set((new Date(new X509Certificate(rootCa.rootCertPem).validTo).getTime() - Date.now()) / 1000);
+        },
+      });
+      debugPages.trust_bundle = () => {
+        const root = new X509Certificate(rootCa.rootCertPem);
+        return { trustDomain: config.trustDomain, rootCertPem: rootCa.rootCertPem, fingerprintSha256: fingerprintSha256(rootCa.rootCertPem), notAfter: new Date(root.validTo).toISOString() };
+      };
+    }
+
+    // The status page (`/`, `/status.json`): read-only views of the parts above.
+    status = createStatusData({
+      trustDomain: config.trustDomain,
       registry,
-      readiness: () => ({ ready: Object.values(ready).every(Boolean), checks: { ...ready } }),
-      debugPages,
+      rootCertPem: () => ca?.rootCertPem,
+      ...(sdsDebug ? { sds: sdsDebug } : {}),
+      ...(controlPlane ? { controlPlane: controlPlane.status } : {}),
     });
-    addresses.admin = admin.address;
 
     let closing: Promise<void> | undefined;
     return {
@@ -177,6 +254,7 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
     };
   } catch (err) {
     await closeAll(stops, log);
+    await admin.close();
     throw err;
   }
 }
@@ -192,10 +270,15 @@ async function closeAll(stops: Array<() => Promise<void> | void>, log: Logger): 
   }
 }
 
+/**
+ * The state dir must exist and be readable. Write access is not required: a read-only dir
+ * that already holds the root and the issuer is usable, and a write that is needed fails
+ * naming its file.
+ */
 async function prepareStateDir(stateDir: string): Promise<void> {
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    await access(stateDir, fsConstants.W_OK | fsConstants.R_OK);
+    await access(stateDir, fsConstants.R_OK | fsConstants.X_OK);
   } catch (err) {
     throw new StartupError(`state dir ${stateDir} is not usable: ${(err as Error).message}`);
   }
@@ -219,7 +302,7 @@ async function createAuthenticator(
     // Embedded default: the dev issuer of the state dir (what `meshkey token` signs with).
     const dev = await openDevTokenIssuer(stateDir);
     onDevIssuer(dev);
-    jwks = { keys: dev.jwks };
+    jwks = { keys: dev.jwks, description: `the dev issuer's ${join(config.stateDir, DEV_JWKS_FILE)}` };
     issuer = dev.issuer;
   }
   return createJwtAuthenticator({ jwks, audience: config.jwtAudience, ...(issuer ? { issuer } : {}) });
@@ -261,8 +344,14 @@ async function readFileOrFail(file: string, what: string): Promise<string> {
 
 /**
  * The default socket lives in /var/run/sds, which a non-root user usually cannot
- * create: then fall back to <state-dir>/uds_path and say so. A path the user chose
+ * create: then fall back to <state-dir>-sds/uds_path and say so. A path the user chose
  * is used as given (errors are reported, never worked around).
+ *
+ * Why there: the socket must be reachable by an Envoy of another uid, so not inside the
+ * 0700 state dir, nor under $XDG_RUNTIME_DIR (0700 and owned by the user, by its spec).
+ * A sibling of the state dir is where the operator already chose to keep the agent's
+ * files; it is the agent's own directory, 0755 (never group- or other-writable, never a
+ * symlink), like /var/run/sds: only the agent may create or replace the socket.
  */
 async function chooseSocketPath(config: ServeConfig, stateDir: string, log: Logger): Promise<string> {
   if (config.sdsSocketExplicit || config.sdsSocket !== DEFAULT_SDS_SOCKET) return config.sdsSocket;
@@ -271,27 +360,43 @@ async function chooseSocketPath(config: ServeConfig, stateDir: string, log: Logg
     await access(dirname(config.sdsSocket), fsConstants.W_OK);
     return config.sdsSocket;
   } catch (err) {
-    const fallback = join(stateDir, "uds_path");
+    let dir;
+    try {
+      dir = prepareSocketDirectory(fallbackSocketDir(stateDir));
+    } catch (dirErr) {
+      throw new StartupError(`cannot use the default SDS socket directory ${dirname(config.sdsSocket)} (${(err as Error).message}), nor the fallback: ${(dirErr as Error).message}`);
+    }
+    const fallback = join(dir.path, "uds_path");
     log.warn(
-      { wanted: config.sdsSocket, fallback, reason: (err as Error).message },
-      "cannot use the default SDS socket directory; falling back to the state dir",
+      { wanted: config.sdsSocket, fallback, reason: (err as Error).message, directory: dir.path, directoryMode: "0755", created: dir.created },
+      `cannot use the default SDS socket directory; falling back to ${dir.path} (mode 0755: only this agent may write there)`,
     );
+    if (dir.notSearchableByOthers !== undefined) {
+      log.warn(
+        { fallback, notSearchable: dir.notSearchableByOthers },
+        `an Envoy running as another user may not reach the SDS socket: ${dir.notSearchableByOthers} is not searchable by others (chmod o+x it, or pass --sds-socket)`,
+      );
+    }
     return fallback;
   }
+}
+
+/** Where the SDS socket goes when /var/run/sds cannot be used: the state dir's sibling, `<state-dir>-sds`. */
+export function fallbackSocketDir(stateDir: string): string {
+  return `${resolve(stateDir)}-sds`;
 }
 
 /** The short human summary printed once everything listens. */
 export function describeRunningMeshkey(m: RunningMeshkey): string {
   const lines = ["meshkey is ready", `  trust domain   ${m.config.trustDomain}`];
   if (m.rootCertPem) {
-    const fp = createHash("sha256").update(new X509Certificate(m.rootCertPem).raw).digest("hex");
-    lines.push(`  root           sha256:${fp.match(/../g)!.join(":")}`);
+    lines.push(`  root           ${fingerprintSha256(m.rootCertPem)}  (SHA-256 fingerprint, as openssl x509 -fingerprint -sha256)`);
   }
   if (m.addresses.ca) lines.push(`  CA             ${m.addresses.ca}  (IstioCertificateService, TLS)`);
   if (m.addresses.sds) lines.push(`  SDS            ${m.addresses.sds}`);
   if (m.addresses.xds) lines.push(`  ADS            ${m.addresses.xds}  (plaintext)`);
   if (m.addresses.xdsTls) lines.push(`  ADS-mTLS       ${m.addresses.xdsTls}  (server spiffe://${m.config.trustDomain}/ns/${CONTROL_PLANE_IDENTITY.namespace}/sa/${CONTROL_PLANE_IDENTITY.serviceAccount}, client certificate required)`);
-  lines.push(`  admin          http://${m.addresses.admin}  (/readyz /metrics /debug/sds /debug/syncz)`);
+  lines.push(`  admin          http://${m.addresses.admin}  (status page /, /status.json /readyz /metrics /debug/sds /debug/syncz)`);
   if (m.addresses.xds && m.addresses.sds) {
     const socket = m.addresses.sds.replace(/^unix:/, "");
     lines.push(
@@ -324,3 +429,27 @@ function portOf(address: string): string {
 }
 
 export type { RunningGrpcServer };
+
+/**
+ * Certificates renew after (1 - grace ratio) × cert TTL, with the token the workload presented.
+ * A token that expires before that renewal closes the streams at rotation and the certificate
+ * then lapses unless a fresh token is written; say so at start, when it can still be fixed.
+ */
+function warnOnTokenAndRotationMismatch(config: ServeConfig, log: Logger): void {
+  if (!config.sds) return;
+  const rotationSeconds = config.certTtlSeconds * (1 - config.graceRatio);
+  const renewalWindowSeconds = config.certTtlSeconds * config.graceRatio;
+  const usesDevIssuer = !config.tokenReview && !config.jwks && !config.jwtIssuer;
+  if (usesDevIssuer && DEV_TOKEN_DEFAULT_TTL_SECONDS <= rotationSeconds) {
+    log.warn(
+      { certTtlSeconds: config.certTtlSeconds, graceRatio: config.graceRatio, rotationSeconds, devTokenTtlSeconds: DEV_TOKEN_DEFAULT_TTL_SECONDS },
+      "certificates rotate after the default dev token (meshkey token --ttl) has expired: mint tokens with a longer --ttl, or lower --cert-ttl / raise --grace-ratio",
+    );
+  }
+  if (renewalWindowSeconds < 60) {
+    log.warn(
+      { certTtlSeconds: config.certTtlSeconds, graceRatio: config.graceRatio, renewalWindowSeconds },
+      "less than a minute between renewal and expiry: a CA or verifier outage of that length lets certificates lapse",
+    );
+  }
+}

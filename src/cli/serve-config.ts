@@ -10,12 +10,17 @@ import { parseFlags, UsageError } from "./command.js";
 export type KeyType = "ec-p256" | "rsa-2048";
 export type CaProviderKind = "builtin" | "istio" | "vault";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+export type LogFormat = "json" | "text";
 
 export interface ServeConfig {
   stateDir: string;
   trustDomain: string;
   /** Mesh YAML file; undefined = the built-in sample mesh. */
   mesh: string | undefined;
+  /** A mesh file larger than this is refused before it is parsed. */
+  maxMeshBytes: number;
+  /** Refuse a mesh change that removes more than half of the services (else: a warning). */
+  guardMassRemoval: boolean;
   sdsSocket: string;
   /** Whether sdsSocket was chosen by the user (no fallback then). */
   sdsSocketExplicit: boolean;
@@ -47,14 +52,23 @@ export interface ServeConfig {
   xds: boolean;
   ca: boolean;
   logLevel: LogLevel;
+  logFormat: LogFormat;
 }
 
 export const DEFAULT_SDS_SOCKET = "/var/run/sds/uds_path";
+/**
+ * Default life of a `meshkey token` dev token: as long as the default certificate (24 h), so
+ * twice the default rotation period (24 h × (1 - 0.5 grace)); the first renewal always has a
+ * valid token. Serve warns at start when --cert-ttl and --grace-ratio rotate later than this.
+ */
+export const DEV_TOKEN_DEFAULT_TTL_SECONDS = 24 * 3600;
 
 const defaults: ServeConfig = {
   stateDir: ".meshkey",
   trustDomain: "cluster.local",
   mesh: undefined,
+  maxMeshBytes: 16 * 1024 * 1024,
+  guardMassRemoval: false,
   sdsSocket: DEFAULT_SDS_SOCKET,
   sdsSocketExplicit: false,
   xdsListen: "127.0.0.1:15010",
@@ -83,6 +97,7 @@ const defaults: ServeConfig = {
   xds: true,
   ca: true,
   logLevel: "info",
+  logFormat: "json",
 };
 
 // Flag name → config key. The YAML file uses the same kebab-case names as the flags.
@@ -90,6 +105,7 @@ const stringKeys = {
   "state-dir": "stateDir",
   "trust-domain": "trustDomain",
   mesh: "mesh",
+  "max-mesh-bytes": "maxMeshBytes",
   "sds-socket": "sdsSocket",
   "xds-listen": "xdsListen",
   "xds-tls-listen": "xdsTlsListen",
@@ -114,8 +130,11 @@ const stringKeys = {
   "plugin-certs": "pluginCerts",
   "token-path": "tokenPath",
   "log-level": "logLevel",
+  "log-format": "logFormat",
 } as const;
 const booleanKeys = { "no-sds": "sds", "no-xds": "xds", "no-ca": "ca" } as const;
+/** Flags that turn something on (the YAML file takes the same kebab-case key, true or false). */
+const enableKeys = { "guard-mass-removal": "guardMassRemoval" } as const;
 
 const hostPort = "^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$";
 const durationPattern = "^(\\d+(\\.\\d+)?)(ms|s|m|h|d)?((\\d+(\\.\\d+)?)(ms|s|m|h|d))*$";
@@ -128,6 +147,8 @@ export const serveConfigFileSchema = {
     "state-dir": { type: "string", minLength: 1 },
     "trust-domain": { type: "string", pattern: "^[a-z0-9._-]+$" },
     mesh: { type: "string", minLength: 1 },
+    "max-mesh-bytes": { anyOf: [{ type: "integer", minimum: 1 }, { type: "string", pattern: "^[0-9]+$" }] },
+    "guard-mass-removal": { type: "boolean" },
     "sds-socket": { type: "string", minLength: 1 },
     "xds-listen": { type: "string", pattern: hostPort },
     "xds-tls-listen": { type: "string", pattern: hostPort },
@@ -152,6 +173,7 @@ export const serveConfigFileSchema = {
     "plugin-certs": { type: "string", minLength: 1 },
     "token-path": { type: "string", minLength: 1 },
     "log-level": { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
+    "log-format": { enum: ["json", "text"] },
     sds: { type: "boolean" },
     xds: { type: "boolean" },
     ca: { type: "boolean" },
@@ -168,7 +190,8 @@ function describeAjvError(e: ErrorObject): string {
   return `${path}: ${e.message ?? "invalid"}`;
 }
 
-export class ConfigError extends Error {
+/** A --config file that cannot be read or is not valid: a usage error (exit 2), naming the file and field. */
+export class ConfigError extends UsageError {
   override name = "ConfigError";
 }
 
@@ -196,13 +219,21 @@ export const serveFlagOptions = {
   config: { type: "string" },
   ...Object.fromEntries(Object.keys(stringKeys).map((k) => [k, { type: "string" }])),
   ...Object.fromEntries(Object.keys(booleanKeys).map((k) => [k, { type: "boolean" }])),
+  ...Object.fromEntries(Object.keys(enableKeys).map((k) => [k, { type: "boolean" }])),
 } as const;
 
 /** Parses `meshkey serve` arguments into a full config (flags > file > defaults). */
 export function resolveServeConfig(argv: string[]): ServeConfig {
   const { values } = parseFlags(argv, serveFlagOptions as Parameters<typeof parseFlags>[1]);
   const flags = values as Record<string, string | boolean | undefined>;
-  const file = typeof flags.config === "string" ? readConfigFile(flags.config) : {};
+  let file: Record<string, string | number | boolean> = {};
+  if (typeof flags.config === "string") {
+    try {
+      file = readConfigFile(flags.config);
+    } catch (err) {
+      throw err instanceof ConfigError ? new ConfigError(`--config ${err.message}`) : err;
+    }
+  }
   const where = (key: string) => (key in flags && flags[key] !== undefined ? `--${key}` : `${flags.config}: ${key}`);
 
   const cfg: ServeConfig = { ...defaults };
@@ -220,6 +251,14 @@ export function resolveServeConfig(argv: string[]): ServeConfig {
           throw new UsageError((err as Error).message);
         }
         break;
+      case "maxMeshBytes": {
+        const n = Number(text);
+        if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
+          throw new UsageError(`${where(flag)}: must be a whole number of bytes (at least 1), got "${text}"`);
+        }
+        raw[key] = n;
+        break;
+      }
       case "graceRatio": {
         const n = Number(text);
         if (!(n > 0 && n < 1)) throw new UsageError(`${where(flag)}: must be a number between 0 and 1, got "${text}"`);
@@ -233,6 +272,10 @@ export function resolveServeConfig(argv: string[]): ServeConfig {
   for (const [flag, key] of Object.entries(booleanKeys)) {
     if (flags[flag] === true) raw[key] = false;
     else if (typeof file[key] === "boolean") raw[key] = file[key];
+  }
+  for (const [flag, key] of Object.entries(enableKeys)) {
+    if (flags[flag] === true) raw[key] = true;
+    else if (typeof file[flag] === "boolean") raw[key] = file[flag];
   }
   cfg.sdsSocketExplicit = flags["sds-socket"] !== undefined || file["sds-socket"] !== undefined;
   // A process that asks the kernel for its ADS port (tests, the demo) gets a kernel-chosen
@@ -251,6 +294,7 @@ export function resolveServeConfig(argv: string[]): ServeConfig {
   cfg.keyType = oneOf("key-type", cfg.keyType, ["ec-p256", "rsa-2048"]);
   cfg.caProvider = oneOf("ca-provider", cfg.caProvider, ["builtin", "istio", "vault"]);
   cfg.logLevel = oneOf("log-level", cfg.logLevel, ["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+  cfg.logFormat = oneOf("log-format", cfg.logFormat, ["json", "text"]);
   for (const flag of ["xds-listen", "xds-tls-listen", "ca-listen", "admin-listen"] as const) {
     parseHostPort(cfg[stringKeys[flag]], where(flag));
   }

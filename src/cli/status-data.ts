@@ -5,6 +5,7 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { Histogram, type Registry } from "prom-client";
 import type { StatusCounters, StatusIdentity, StatusMesh, StatusNack, StatusProxy, StatusSnapshot, StatusTypeSync } from "../admin/index.js";
+import { fingerprintSha256 } from "../ca/index.js";
 import type { MeshModel } from "../mesh/index.js";
 import type { SdsDebugSnapshot } from "../sds/index.js";
 import { TypeUrl, type MeshHistory, type NodeSyncStatus, type SyncTracker } from "../xds/index.js";
@@ -214,7 +215,7 @@ export function createStatusData(options: StatusDataOptions): () => Promise<Stat
     if (!pem) return null;
     if (rootMemo?.pem !== pem) {
       const cert = new X509Certificate(pem);
-      rootMemo = { pem, root: { fingerprintSha256: cert.fingerprint256, notAfter: new Date(cert.validTo).toISOString(), subject: cert.subject.replace(/\n/g, ", ") } };
+      rootMemo = { pem, root: { fingerprintSha256: fingerprintSha256(cert.raw), notAfter: new Date(cert.validTo).toISOString(), subject: cert.subject.replace(/\n/g, ", ") } };
     }
     return rootMemo.root;
   };

@@ -12,6 +12,32 @@ export interface NodeInfo {
 export const NODE_METADATA_SDS_SOCKET = "SDS_SOCKET";
 export const NODE_METADATA_SDS_TOKEN_PATH = "SDS_TOKEN_PATH";
 
+/**
+ * Every node metadata key meshkey reads (translator, node identity) or writes (`meshkey
+ * bootstrap`, `render`). Anything else a client sent is not echoed back (see redactNodeMetadata).
+ */
+export const KNOWN_NODE_METADATA_KEYS: ReadonlySet<string> = new Set([
+  "GENERATOR",
+  "ROLE",
+  "NAMESPACE",
+  "SERVICE_ACCOUNT",
+  "TRUST_DOMAIN",
+  "SPIFFE_ID",
+  "INSTANCE_IPS",
+  "POD_NAME",
+  NODE_METADATA_SDS_SOCKET,
+  NODE_METADATA_SDS_TOKEN_PATH,
+]);
+export const REDACTED_METADATA_VALUE = "[redacted by meshkey]";
+
+/** The node with every metadata value meshkey does not use replaced by REDACTED_METADATA_VALUE (a client may have planted a token there). */
+export function redactNodeMetadata(node: NodeInfo): NodeInfo {
+  if (!node.metadata) return node;
+  const metadata: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node.metadata)) metadata[k] = KNOWN_NODE_METADATA_KEYS.has(k) ? v : REDACTED_METADATA_VALUE;
+  return { ...node, metadata };
+}
+
 export type NodeKind = "sidecar" | "proxyless";
 
 export interface SidecarIdentity {

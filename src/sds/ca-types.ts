@@ -2,6 +2,7 @@
 // from src/ca/index.ts).
 export {
   spiffeIdOf,
+  unverifiedClaims,
   AuthenticationError,
   VerifierUnavailableError,
   InvalidRequestError,

@@ -16,6 +16,7 @@ export {
   type CaFailureKind,
   type BuiltinCaProviderOptions,
 } from "./ca-provider.js";
+export { createCaReachability, type CaReachability, type CaReachabilityOptions } from "./ca-reachability.js";
 export { createIstioCaProvider, type IstioCaProviderOptions } from "./istio-ca-provider.js";
 export { createVaultCaProvider, type VaultCaProviderOptions } from "./vault-ca-provider.js";
 export {
@@ -30,6 +31,8 @@ export {
   type SecretWatch,
   type WatchCallbacks,
   type IdentityDebug,
+  type CacheTimers,
+  type TimerHandle,
 } from "./secret-cache.js";
 export {
   startSdsServer,
@@ -40,5 +43,12 @@ export {
   type SdsStreamDebug,
 } from "./sds-server.js";
 export { SECRET_TYPE_URL } from "./secret-resource.js";
-export { SocketPathError } from "./uds-socket.js";
+export { prepareSocketDirectory, SocketPathError, type SocketDirectory } from "./uds-socket.js";
 export { CREDENTIAL_HEADERS, extractWorkloadToken } from "./workload-token.js";
+export {
+  MAX_NAMES_PER_STREAM,
+  MAX_NAME_BYTES,
+  MAX_STREAMS_PER_IDENTITY,
+  MAX_UNKNOWN_NAME_SAMPLE,
+  UNKNOWN_NAME_SAMPLE_CHARS,
+} from "./session-context.js";

@@ -14,14 +14,25 @@ import {
   type DiscoveryResponse,
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { SecretDiscoveryService } from "../../gen/envoy/service/secret/v3/sds_pb.js";
-import { startGrpcServer, type RunningGrpcServer } from "../net/index.js";
+import { startGrpcServer, type ConnectionLimits, type RunningGrpcServer } from "../net/index.js";
 import { CaProviderError } from "./ca-provider.js";
-import { AuthenticationError, spiffeIdOf, type AuthenticatedCaller, type TokenAuthenticator } from "./ca-types.js";
+import { AuthenticationError, VerifierUnavailableError, spiffeIdOf, unverifiedClaims, type AuthenticatedCaller, type TokenAuthenticator } from "./ca-types.js";
 import { createDeltaSession } from "./delta-session.js";
 import { createOutbox } from "./outbox.js";
 import type { SecretCache, SecretCacheDebug, SecretItem } from "./secret-cache.js";
 import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { checkNameCount, issueFailureToConnect, type NackReport, type SessionContext } from "./session-context.js";
+import {
+  MAX_STREAMS_PER_IDENTITY,
+  MAX_UNKNOWN_NAME_SAMPLE,
+  UNKNOWN_NAME_LOGS_PER_WINDOW,
+  UNKNOWN_NAME_LOG_WINDOW_MS,
+  checkNameCount,
+  checkNames,
+  issueFailureToConnect,
+  truncateName,
+  type NackReport,
+  type SessionContext,
+} from "./session-context.js";
 import { createSotwSession } from "./sotw-session.js";
 import { claimSocket, prepareSocketPath } from "./uds-socket.js";
 import { extractWorkloadToken } from "./workload-token.js";
@@ -38,6 +49,12 @@ export interface SdsServerOptions {
   maxMessageBytes?: number;
   /** Messages a stream may have queued for a slow reader before it is ended (default 16). */
   maxQueuedMessages?: number;
+  /** Open streams one SPIFFE ID may hold (default MAX_STREAMS_PER_IDENTITY). */
+  maxStreamsPerIdentity?: number;
+  /** Connection limits of the socket (default DEFAULT_CONNECTION_LIMITS of src/net). */
+  connectionLimits?: Partial<ConnectionLimits>;
+  /** Clock for the unknown-name log rate limit (default Date.now). */
+  now?: () => number;
 }
 
 export interface SdsStreamDebug {
@@ -56,7 +73,9 @@ export interface SdsDebugSnapshot {
   rootFingerprint: string | undefined;
   identities: Array<SecretCacheDebug["identities"][number] & { streams: number; lastNack: (NackReport & { at: string }) | undefined }>;
   streams: SdsStreamDebug[];
+  /** A bounded sample (MAX_UNKNOWN_NAME_SAMPLE names, each truncated), not every name ever asked. */
   unknownNames: Array<{ name: string; count: number; lastSpiffeId: string; lastSeen: string }>;
+  unknownNamesTotal: number;
   authFailures: number;
 }
 
@@ -66,7 +85,6 @@ export interface RunningSdsServer extends RunningGrpcServer {
   debug(): SdsDebugSnapshot;
 }
 
-const MAX_UNKNOWN_NAMES = 256;
 const MAX_NACK_RECORDS = 4096;
 
 const SERVICE_OPTIONS: ConnectRouterOptions = {
@@ -84,6 +102,8 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
   const log = options.logger ?? pino({ level: "silent" });
   const registry = options.registry ?? new Registry();
   const queueLimit = options.maxQueuedMessages ?? 16;
+  const perIdentityLimit = options.maxStreamsPerIdentity ?? MAX_STREAMS_PER_IDENTITY;
+  const now = options.now ?? Date.now;
 
   const activeStreams = new Gauge({
     name: "meshkey_sds_active_streams",
@@ -113,6 +133,18 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
     help: "Requested secret names this agent does not serve",
     registers: [registry],
   });
+  const refusedStreams = new Counter({
+    name: "meshkey_sds_streams_refused_total",
+    help: "SDS streams refused at a limit, by limit",
+    labelNames: ["limit"] as const,
+    registers: [registry],
+  });
+  const connectionsClosed = new Counter({
+    name: "meshkey_sds_connections_closed_total",
+    help: "SDS socket connections closed by the server, by reason (max_connections, idle, ping_timeout)",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
   const authFailures = new Counter({
     name: "meshkey_sds_auth_failures_total",
     help: "SDS calls refused for a missing or invalid token",
@@ -123,15 +155,37 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
   const streams = new Map<string, SdsStreamDebug & { session?: { names(): string[] } }>();
   const lastNackBySpiffeId = new Map<string, NackReport & { at: string }>();
   const unknownNames = new Map<string, { name: string; count: number; lastSpiffeId: string; lastSeen: string }>();
+  const streamsPerIdentity = new Map<string, number>();
+  // Every series a reader may rate() exists from the start, at 0.
+  for (const kind of ["tlsCertificate", "validationContext"]) pushes.inc({ kind }, 0);
+  for (const reason of ["missing", "invalid", "error"]) authFailures.inc({ reason }, 0);
+  for (const reason of ["max_connections", "idle", "ping_timeout"]) connectionsClosed.inc({ reason }, 0);
+  refusedStreams.inc({ limit: "streams_per_identity" }, 0);
   let authFailureCount = 0;
+  let unknownNameCount = 0;
   let streamSeq = 0;
+  // "unknown secret name" warnings: at most UNKNOWN_NAME_LOGS_PER_WINDOW per window, the rest counted.
+  let logWindowStart = -Infinity;
+  let logsInWindow = 0;
+  let suppressedLogs = 0;
+
+  /**
+   * Who was refused and what was expected, for the log. The caller is named by the claims its
+   * token says it carries (unverified). Its uid/pid on the socket would name it better, but Node
+   * exposes no SO_PEERCRED; the node id comes in the first request, which a refused stream never reads.
+   */
+  const refusal = (token: string | undefined) => ({
+    peer: "unix socket (uid/pid unknown: Node exposes no SO_PEERCRED)",
+    ...(token !== undefined ? { presented: unverifiedClaims(token) ?? "(not a JWT)" } : {}),
+    ...(authenticator.expects ? { expected: authenticator.expects() } : {}),
+  });
 
   async function authenticate(headers: Headers, rpc: string): Promise<{ caller: AuthenticatedCaller; token: string }> {
     const token = extractWorkloadToken(headers);
     if (token === undefined) {
       authFailures.inc({ reason: "missing" });
       authFailureCount++;
-      log.warn({ rpc }, "SDS call without a token");
+      log.warn({ rpc, ...refusal(undefined) }, "SDS call without a token");
       throw new ConnectError(
         "missing workload token: send it in istio_sds_credentials_header-bin or authorization: Bearer",
         Code.Unauthenticated,
@@ -143,18 +197,34 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
       authFailureCount++;
       if (err instanceof AuthenticationError) {
         authFailures.inc({ reason: "invalid" });
-        log.warn({ rpc, err: err.message }, "SDS call with an invalid token");
+        log.warn({ rpc, err: err.message, ...refusal(token) }, "SDS call with an invalid token");
         throw new ConnectError(`invalid workload token: ${err.message}`, Code.Unauthenticated);
       }
       authFailures.inc({ reason: "error" });
+      if (err instanceof VerifierUnavailableError) {
+        log.warn({ rpc, err: err.message }, "token verifier unavailable: the stream is answered UNAVAILABLE");
+        throw new ConnectError(`token verifier unavailable, retry later: ${err.publicMessage}`, Code.Unavailable);
+      }
       log.error({ rpc, err: (err as Error).message }, "token verification failed");
-      throw new ConnectError(`token verification failed: ${(err as Error).message}`, Code.Unavailable);
+      throw new ConnectError("token verification failed inside the node agent", Code.Internal);
     }
   }
 
-  function recordUnknown(name: string, spiffeId: string, streamId: string): void {
+  function recordUnknown(fullName: string, spiffeId: string, streamId: string): void {
     unknownNamesTotal.inc();
-    log.warn({ stream: streamId, spiffeId, name }, "unknown secret name requested: not answered");
+    unknownNameCount++;
+    const name = truncateName(fullName);
+    const t = now();
+    if (t - logWindowStart >= UNKNOWN_NAME_LOG_WINDOW_MS) {
+      logWindowStart = t;
+      logsInWindow = 0;
+    }
+    if (logsInWindow < UNKNOWN_NAME_LOGS_PER_WINDOW) {
+      logsInWindow++;
+      const suppressed = suppressedLogs;
+      suppressedLogs = 0;
+      log.warn({ stream: streamId, spiffeId, name, ...(suppressed > 0 ? { suppressed } : {}) }, "unknown secret name requested: not answered");
+    } else suppressedLogs++;
     const u = unknownNames.get(name);
     if (u) {
       u.count++;
@@ -162,7 +232,7 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
       u.lastSeen = new Date().toISOString();
       return;
     }
-    if (unknownNames.size >= MAX_UNKNOWN_NAMES) unknownNames.delete(unknownNames.keys().next().value!);
+    if (unknownNames.size >= MAX_UNKNOWN_NAME_SAMPLE) unknownNames.delete(unknownNames.keys().next().value!);
     unknownNames.set(name, { name, count: 1, lastSpiffeId: spiffeId, lastSeen: new Date().toISOString() });
   }
 
@@ -181,8 +251,21 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
     const { caller, token } = await authenticate(hctx.requestHeader, rpc);
     const id = `s${++streamSeq}`;
     const spiffeId = spiffeIdOf(cache.trustDomain, caller);
+    const held = streamsPerIdentity.get(spiffeId) ?? 0;
+    if (held >= perIdentityLimit) {
+      refusedStreams.inc({ limit: "streams_per_identity" });
+      throw new ConnectError(
+        `too many open SDS streams for ${spiffeId} (${perIdentityLimit}, MAX_STREAMS_PER_IDENTITY): close some first`,
+        Code.ResourceExhausted,
+      );
+    }
+    streamsPerIdentity.set(spiffeId, held + 1);
     const slog = log.child({ stream: id, rpc, spiffeId });
-    const outbox = createOutbox<Res>(queueLimit);
+    const outbox = createOutbox<Res>(queueLimit, (error) => {
+      // The client does not read: counted like any stream the server ends with an error.
+      pushErrors.inc({ code: Code[error.code] });
+      slog.warn({ code: Code[error.code], queued: queueLimit }, "ending stream: outgoing queue full");
+    });
     const info: SdsStreamDebug & { session?: { names(): string[] } } = {
       id,
       rpc,
@@ -222,7 +305,7 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
     info.session = session;
     streams.set(id, info);
     activeStreams.inc({ rpc });
-    slog.debug("stream opened");
+    slog.info("SDS stream opened");
     // Shutdown (or a broken stream): end with UNAVAILABLE so that Envoy reconnects at once.
     const onAbort = () => {
       const reason: unknown = hctx.signal.reason;
@@ -243,8 +326,11 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
       hctx.signal.removeEventListener("abort", onAbort);
       session.close();
       streams.delete(id);
+      const left = (streamsPerIdentity.get(spiffeId) ?? 1) - 1;
+      if (left > 0) streamsPerIdentity.set(spiffeId, left);
+      else streamsPerIdentity.delete(spiffeId);
       activeStreams.dec({ rpc });
-      slog.debug("stream closed");
+      slog.info("SDS stream closed");
     }
   }
 
@@ -263,6 +349,7 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
         }
         const spiffeId = spiffeIdOf(cache.trustDomain, caller);
         checkNameCount(new Set(req.resourceNames).size);
+        checkNames(req.resourceNames);
         const items: SecretItem[] = [];
         for (const name of new Set(req.resourceNames)) {
           let item: SecretItem | undefined;
@@ -286,7 +373,13 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
   }
 
   await prepareSocketPath(socketPath);
-  const server = await startGrpcServer({ routes, listen: { path: socketPath }, maxMessageBytes: options.maxMessageBytes });
+  const server = await startGrpcServer({
+    routes,
+    listen: { path: socketPath },
+    maxMessageBytes: options.maxMessageBytes,
+    ...(options.connectionLimits ? { limits: options.connectionLimits } : {}),
+    onConnectionClosed: (reason) => connectionsClosed.inc({ reason }),
+  });
   const owned = claimSocket(socketPath);
   log.info({ socket: socketPath }, "SDS server listening");
 
@@ -320,8 +413,9 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
           streams: perId.get(i.spiffeId) ?? 0,
           lastNack: lastNackBySpiffeId.get(i.spiffeId),
         })),
-        streams: [...streams.values()].map(({ session, ...s }) => ({ ...s, names: session?.names() ?? [] })),
+        streams: [...streams.values()].map(({ session, ...s }) => ({ ...s, names: (session?.names() ?? []).map(truncateName) })),
         unknownNames: [...unknownNames.values()],
+        unknownNamesTotal: unknownNameCount,
         authFailures: authFailureCount,
       };
     },

@@ -12,6 +12,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import {
   createKeyAndCsr as caCreateKeyAndCsr,
   readCertificateInfo as caReadCertificateInfo,
+  fingerprintSha256,
 } from "../ca/index.js";
 import { CaProviderError, toCaProviderError, type CaProvider } from "./ca-provider.js";
 import {
@@ -72,6 +73,8 @@ export interface SecretCacheOptions {
   logger?: Logger;
   registry?: Registry;
   now?: () => number;
+  /** Timer functions for rotation, retry and idle eviction (default: Node's, unref'd); a fake clock's in tests, with `now`. */
+  timers?: CacheTimers;
   /** An identity with no watcher left is dropped after this long (default 120 s). */
   idleTimeoutMs?: number;
   /** Backoff for transient CA failures (default 200 ms doubling to 30 s, with jitter). */
@@ -86,6 +89,20 @@ export interface SecretCacheOptions {
   createKeyAndCsr?: (keyType: KeyType) => Promise<KeyAndCsr>;
   readCertificateInfo?: (pem: string) => CertificateInfo;
 }
+
+/** A timer handle: any object (Node's Timeout, a fake clock's entry). */
+export type TimerHandle = object;
+
+export interface CacheTimers {
+  setTimeout(callback: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+}
+
+/** Node's timers, unref'd: a pending rotation or eviction never keeps the process alive. */
+const NODE_TIMERS: CacheTimers = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
 
 export interface IdentityDebug {
   spiffeId: string;
@@ -146,9 +163,9 @@ interface Entry {
   /** Set while a retry or a rotation is waiting for a fresh token. */
   rotationDue: boolean;
   watchers: Set<Watcher>;
-  rotationTimer: NodeJS.Timeout | undefined;
-  retryTimer: NodeJS.Timeout | undefined;
-  idleTimer: NodeJS.Timeout | undefined;
+  rotationTimer: TimerHandle | undefined;
+  retryTimer: TimerHandle | undefined;
+  idleTimer: TimerHandle | undefined;
   retryAttempt: number;
   lastError: { kind: string; message: string; at: number } | undefined;
   csrCount: number;
@@ -157,6 +174,8 @@ interface Entry {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Series of meshkey_sds_identity_cert_expiry_seconds: the identities closest to expiry. */
+const MAX_EXPIRY_SERIES = 50;
 
 export function createSecretCache(options: SecretCacheOptions): SecretCache {
   const trustDomain = options.trustDomain;
@@ -165,6 +184,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
   const graceRatio = options.graceRatio ?? 0.5;
   if (!(graceRatio > 0 && graceRatio < 1)) throw new RangeError(`graceRatio must be in (0, 1), got ${graceRatio}`);
   const now = options.now ?? Date.now;
+  const timers = options.timers ?? NODE_TIMERS;
   const idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
   const retryInitialMs = options.retry?.initialMs ?? 200;
   const retryMaxMs = options.retry?.maxMs ?? 30_000;
@@ -184,6 +204,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
     labelNames: ["result"] as const,
     registers: [registry],
   });
+  for (const result of ["success", "unavailable", "unauthenticated", "invalid"]) csrTotal.inc({ result }, 0);
   const csrSeconds = new Histogram({
     name: "meshkey_sds_csr_duration_seconds",
     help: "Time to generate a key and get its certificate signed",
@@ -198,6 +219,29 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
       this.set(entries.size);
     },
   });
+  const renewalFailures = new Counter({
+    name: "meshkey_sds_renewal_failures_total",
+    help: "Renewals of a cached workload certificate that failed, by reason (unavailable, unauthenticated, invalid, token_expired)",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  for (const reason of ["unavailable", "unauthenticated", "invalid", "token_expired"]) renewalFailures.inc({ reason }, 0);
+  new Gauge({
+    name: "meshkey_sds_identity_cert_expiry_seconds",
+    help: `Seconds until each identity's served certificate expires (the ${MAX_EXPIRY_SERIES} soonest to expire)`,
+    labelNames: ["spiffe_id"] as const,
+    registers: [registry],
+    collect() {
+      // Bounded: one series per identity would grow with every workload the node ever saw.
+      this.reset();
+      const soonest = [...entries.values()]
+        .filter((e) => e.cert !== undefined)
+        .map((e) => ({ spiffeId: e.spiffeId, notAfter: e.cert!.info.notAfter.getTime() }))
+        .sort((a, b) => a.notAfter - b.notAfter)
+        .slice(0, MAX_EXPIRY_SERIES);
+      for (const e of soonest) this.set({ spiffe_id: e.spiffeId }, (e.notAfter - now()) / 1000);
+    },
+  });
   new Gauge({
     name: "meshkey_sds_cert_expiry_seconds",
     help: "Seconds until the earliest cached workload certificate expires",
@@ -206,7 +250,11 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
       let earliest = Infinity;
       for (const e of entries.values()) if (e.cert) earliest = Math.min(earliest, e.cert.info.notAfter.getTime());
       if (Number.isFinite(earliest)) this.set((earliest - now()) / 1000);
-      else this.reset();
+      else {
+        // No certificate: no sample at all (an unlabelled gauge would otherwise read 0, "expired").
+        this.reset();
+        this.remove({});
+      }
     },
   });
 
@@ -294,8 +342,8 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
     return entry.tokenExpiresAt !== undefined && entry.tokenExpiresAt <= now();
   }
 
-  function clearTimer(t: NodeJS.Timeout | undefined): undefined {
-    if (t) clearTimeout(t);
+  function clearTimer(t: TimerHandle | undefined): undefined {
+    if (t) timers.clearTimeout(t);
     return undefined;
   }
 
@@ -385,7 +433,19 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
   }
 
   function onIssueFailure(entry: Entry, err: CaProviderError): void {
-    log.warn({ spiffeId: entry.spiffeId, kind: err.kind, err: err.message }, "certificate signing failed");
+    const ca = options.caProvider.endpoint;
+    if (entry.cert) {
+      renewalFailures.inc({ reason: err.kind });
+      const expiresInSeconds = Math.round((entry.cert.info.notAfter.getTime() - now()) / 1000);
+      log.warn(
+        { spiffeId: entry.spiffeId, ca, kind: err.kind, err: err.message, serial: entry.cert.info.serialHex, expiresInSeconds },
+        expiresInSeconds > 0
+          ? `certificate renewal failed (${ca ?? "CA"}): still serving the current certificate, which expires in ${expiresInSeconds} s`
+          : `certificate renewal failed (${ca ?? "CA"}): the served certificate has expired`,
+      );
+    } else {
+      log.warn({ spiffeId: entry.spiffeId, ca, kind: err.kind, err: err.message }, "certificate signing failed");
+    }
     if (err.kind === "unauthenticated" || (err.kind === "invalid" && !entry.cert)) {
       // Retrying with this token or this request cannot help. With a cached certificate, end the
       // streams so that Envoy reconnects with the token it has now (a fresher token on any new
@@ -405,18 +465,21 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
       armIdle(entry);
       return;
     }
-    const base = Math.min(retryMaxMs, retryInitialMs * 2 ** entry.retryAttempt);
+    let base = Math.min(retryMaxMs, retryInitialMs * 2 ** entry.retryAttempt);
+    // Never sleep through the end of the served certificate: as expiry nears, retry more often
+    // (at most a quarter of the validity left), so that a CA back just before expiry is used.
+    const validityLeftMs = entry.cert ? entry.cert.info.notAfter.getTime() - now() : 0;
+    if (validityLeftMs > 0) base = Math.min(base, Math.max(retryInitialMs, validityLeftMs / 4));
     entry.retryAttempt++;
     const delay = base / 2 + Math.random() * (base / 2);
     entry.retryTimer = clearTimer(entry.retryTimer);
-    entry.retryTimer = setTimeout(() => {
+    entry.retryTimer = timers.setTimeout(() => {
       entry.retryTimer = undefined;
       if (entries.get(entry.spiffeId) !== entry) return;
       if (entry.watchers.size === 0 && entry.firstCert.length === 0) return armIdle(entry);
       if (entry.cert && tokenExpired(entry)) return revokeForExpiredToken(entry);
       void startIssuance(entry);
     }, delay);
-    entry.retryTimer.unref();
   }
 
   function scheduleRotation(entry: Entry): void {
@@ -425,13 +488,12 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
     if (!cert) return;
     // At least a second, so that a CA handing out nearly expired certificates cannot make us spin.
     const delay = Math.max(1_000, cert.rotateAt - now());
-    entry.rotationTimer = setTimeout(() => {
+    entry.rotationTimer = timers.setTimeout(() => {
       entry.rotationTimer = undefined;
       if (entries.get(entry.spiffeId) !== entry || entry.cert !== cert) return;
       if (cert.rotateAt - now() > MAX_TIMER_MS) return scheduleRotation(entry); // a delay longer than a timer can hold
       onRotationDue(entry);
     }, Math.min(delay, MAX_TIMER_MS));
-    entry.rotationTimer.unref();
   }
 
   function onRotationDue(entry: Entry): void {
@@ -445,6 +507,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
   }
 
   function revokeForExpiredToken(entry: Entry): void {
+    if (!entry.rotationDue) renewalFailures.inc({ reason: "token_expired" });
     entry.rotationDue = true;
     log.info({ spiffeId: entry.spiffeId }, "token expired at rotation: closing streams so that Envoy reconnects");
     for (const w of [...entry.watchers]) w.callbacks.onRevoked("workload token expired; reconnect with a fresh token");
@@ -452,13 +515,12 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
 
   function armIdle(entry: Entry): void {
     entry.idleTimer = clearTimer(entry.idleTimer);
-    entry.idleTimer = setTimeout(() => {
+    entry.idleTimer = timers.setTimeout(() => {
       entry.idleTimer = undefined;
       if (entry.watchers.size > 0 || entry.firstCert.length > 0) return;
       if (entry.issuing) armIdle(entry);
       else drop(entry, "idle");
     }, idleTimeoutMs);
-    entry.idleTimer.unref();
   }
 
   function drop(entry: Entry, why: string): void {
@@ -556,7 +618,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
     if (pem === undefined || pem === pushedRoot) return;
     const first = pushedRoot === undefined;
     pushedRoot = pem;
-    if (!first) log.info({ fingerprint: digest(pem) }, "trust bundle changed: pushing to every bundle watcher");
+    if (!first) log.info({ fingerprint: rootFingerprintOf(pem) }, "trust bundle changed: pushing to every bundle watcher");
     for (const entry of entries.values()) {
       for (const w of entry.watchers) {
         if (w.kind === "validationContext") w.callbacks.onUpdate(rootItem(w.name)!);
@@ -579,7 +641,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
       const root = currentRoot();
       return {
         trustDomain,
-        rootFingerprint: root === undefined ? undefined : digest(root),
+        rootFingerprint: root === undefined ? undefined : rootFingerprintOf(root),
         identities: [...entries.values()].map((e) => ({
           spiffeId: e.spiffeId,
           serialHex: e.cert?.info.serialHex,
@@ -606,6 +668,15 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
 
 function digest(pem: string): string {
   return createHash("sha256").update(pem).digest("hex").slice(0, 16);
+}
+
+/** The trust bundle's first root, fingerprinted as openssl prints it (undefined if it is not a PEM certificate). */
+function rootFingerprintOf(pem: string): string | undefined {
+  try {
+    return fingerprintSha256(pem);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A small semaphore with two priorities; every grant comes in a fresh macrotask. */

@@ -1,26 +1,26 @@
 // Mesh model → per-node snapshots in the cache. Nodes are translated when their
-// first stream opens; a new mesh is translated for every known node, checked for
-// consistency, and published only if every node's set is good (else the last good
-// snapshots keep serving). Nodes that translate alike share one encoded snapshot.
+// first stream opens; a new mesh is translated for every connected node (the cache's
+// node registry is the only one), checked for consistency, and published only if every
+// node's set is good (else the last good snapshots keep serving). What does not depend
+// on the node is translated once per view and shared (translation-cache.ts); changes of
+// the watched file are debounced as istiod does (100 ms after the last, at most 1 s).
 import type { JsonObject } from "@bufbuild/protobuf";
 import { pino, type Logger } from "pino";
 import { Counter, Gauge, Registry } from "prom-client";
 import {
-  checkConsistency,
   defaultMesh,
-  nodeKind,
-  sidecarIdentity,
-  translateForNode,
   watchMeshFile,
   type MeshModel,
+  type MeshParser,
+  type MeshSource,
   type MeshWatcher,
-  type NodeInfo,
   type TranslateOptions,
 } from "../mesh/index.js";
 import type { SnapshotCache } from "./cache/snapshot-cache.js";
+import type { WatchNode } from "./cache/watch.js";
 import type { Snapshot } from "./cache/snapshot.js";
-import { snapshotConsistency } from "./cache/consistency.js";
-import { snapshotFromResources, type ResourceIntern } from "./resource/resource-snapshot.js";
+import { createDebouncer, type DebounceOptions, type Debouncer } from "./push-debounce.js";
+import { createTranslationCache, TranslationError, type MeshTranslation } from "./translation-cache.js";
 import { snapshotConfigDump } from "./resource/envoy-forms.js";
 import { ConfigDumpSchema } from "../../gen/envoy/admin/v3/config_dump_pb.js";
 import { canonicalMessageJson } from "../envoy/index.js";
@@ -32,6 +32,22 @@ export interface MeshControllerOptions {
   mesh?: MeshModel;
   /** Watch this file: a valid change is published, an invalid one logged, counted and ignored. */
   meshFile?: string;
+  /**
+   * The mesh file read once at start (loadMeshSource): its model is the initial one, its file is
+   * watched, and the watch starts from the bytes read, so a change written since is published.
+   */
+  meshSource?: MeshSource;
+  /** Parses the watched file off the main thread (default: the process's shared parser). */
+  meshParser?: MeshParser;
+  /** Refuse a watched mesh file larger than this many bytes, before parsing it (default 16 MiB). */
+  maxMeshBytes?: number;
+  /**
+   * A change that removes more than half of the serving services is logged as a warning;
+   * with this set it is refused (counted as invalid), as Istio guards against config wipes.
+   */
+  guardMassRemoval?: boolean;
+  /** Debounce of watched-file changes (default 100 ms after the last change, at most 1 s; injectable clock). */
+  debounce?: DebounceOptions;
   logger?: Logger;
   registry?: Registry;
 }
@@ -42,15 +58,39 @@ export interface MeshController {
   setMesh(model: MeshModel): string[];
   /** Canonical JSON of what node `nodeId` is served, or undefined if the node is unknown. */
   configDump(nodeId: string): JsonObject | undefined;
+  /** Resolves once the mesh file (if any) is watched: a change after this is seen. */
+  watching(): Promise<void>;
   /** Number of accepted mesh changes since start. */
   generation(): number;
   /** Nodes the controller still remembers (for tests and debug): those that have a snapshot. */
   knownNodeCount(): number;
+  /** Read-only: when the serving mesh was accepted, and the last change refused (for the status page). */
+  history(): MeshHistory;
   close(): void;
+}
+
+export interface MeshHistory {
+  /** The watched file, if any. */
+  file: string | undefined;
+  /** When the serving mesh was accepted (the start, for generation 0). */
+  lastGood: { at: string; generation: number };
+  /** The last change that was refused (unreadable, invalid or inconsistent), with why; null if none. */
+  lastRejected: { at: string; error: string } | null;
 }
 
 export class MeshRejectedError extends Error {
   override name = "MeshRejectedError";
+}
+
+/** Services of `from` (by host) that `to` no longer has. */
+function removedServices(from: MeshModel, to: MeshModel): string[] {
+  const kept = new Set(to.services.map((s) => s.host));
+  return from.services.map((s) => s.host).filter((h) => !kept.has(h));
+}
+
+/** Whether going from `from` to `to` drops more than half of the services. */
+function isMassRemoval(from: MeshModel, removed: number): boolean {
+  return from.services.length > 0 && removed * 2 > from.services.length;
 }
 
 export function createMeshController(options: MeshControllerOptions): MeshController {
@@ -58,69 +98,79 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
   const logger = options.logger ?? pino({ level: "silent" });
   const registry = options.registry ?? new Registry();
   const metric = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
-  const reloads = metric("meshkey_mesh_reloads_total", () => new Counter({ name: "meshkey_mesh_reloads_total", help: "Mesh changes, by result (ok | invalid)", labelNames: ["result"], registers: [registry] }));
+  const reloads = metric("meshkey_mesh_reloads_total", () => new Counter({ name: "meshkey_mesh_reloads_total", help: "Mesh changes, by result: ok | invalid (unreadable, too large, not YAML, empty, inconsistent, or refused by --guard-mass-removal)", labelNames: ["result"], registers: [registry] }));
+  for (const result of ["ok", "invalid"]) reloads.inc({ result }, 0);
   const services = metric("meshkey_mesh_services", () => new Gauge({ name: "meshkey_mesh_services", help: "Services in the serving mesh", registers: [registry] }));
 
-  let current = options.mesh ?? defaultMesh;
+  const meshFile = options.meshSource?.file ?? options.meshFile;
+  let current = options.meshSource?.model ?? options.mesh ?? defaultMesh;
   let generation = 0;
-  let memo = new Map<string, Snapshot>();
-  const known = new Map<string, NodeInfo>();
   services.set(current.services.length);
 
-  const keyOf = (node: NodeInfo) => (nodeKind(node) === "proxyless" ? "proxyless" : `sidecar:${JSON.stringify(sidecarIdentity(node))}`);
+  // The shared views and node parts of the serving mesh; a new mesh reuses what did not change.
+  const translations = createTranslationCache(translate);
+  let serving: MeshTranslation = translations.translate(current);
+  translations.commit(serving);
 
-  // Packed resources shared between the nodes' snapshots of one mesh generation.
-  let intern: ResourceIntern = new Map();
-
-  const build = (model: MeshModel, node: NodeInfo, table: Map<string, Snapshot>, shared: ResourceIntern): Snapshot => {
-    const key = keyOf(node);
-    let snap = table.get(key);
-    if (!snap) {
-      const set = translateForNode(model, node, translate);
-      const problems = checkConsistency(set);
-      if (problems.length > 0) throw new MeshRejectedError(`node ${node.id}: ${problems.join("; ")}`);
-      snap = snapshotFromResources(set, shared);
-      const dangling = snapshotConsistency(snap);
-      if (dangling.length > 0) throw new MeshRejectedError(`node ${node.id}: ${dangling.join("; ")}`);
-      table.set(key, snap);
+  const build = (t: MeshTranslation, node: WatchNode): Snapshot => {
+    try {
+      return t.snapshotFor(node);
+    } catch (err) {
+      if (err instanceof TranslationError) throw new MeshRejectedError(err.message);
+      throw err;
     }
-    return snap;
   };
 
-  // Nodes whose snapshot went away with their last stream are forgotten; pruned once `known`
-  // doubles, so a stream of short-lived nodes costs amortised O(1) and leaves nothing behind.
+  // What nodes that went away used is dropped once the node parts double the connected
+  // nodes, so a stream of short-lived nodes costs amortised O(1) and leaves nothing behind.
   let pruneAt = 64;
-  const forgetGone = () => {
-    for (const id of [...known.keys()]) if (!cache.getSnapshot(id)) known.delete(id);
-    pruneAt = Math.max(64, known.size * 2);
+  const prune = () => {
+    const live = cache.connectedNodes();
+    serving.retain(live);
+    pruneAt = Math.max(64, live.length * 2);
   };
 
   cache.setNodeResolver((node) => {
-    if (known.size >= pruneAt) forgetGone();
-    known.set(node.id, node);
+    if (serving.size().nodes >= pruneAt) prune();
     try {
-      cache.setSnapshot(node.id, build(current, node, memo, intern));
+      cache.setSnapshot(node.id, build(serving, node));
     } catch (err) {
       logger.error({ node: node.id, err: (err as Error).message }, "cannot translate the mesh for this node");
     }
   });
 
   const setMesh = (model: MeshModel): string[] => {
-    const table = new Map<string, Snapshot>();
-    const shared: ResourceIntern = new Map();
+    const removed = removedServices(current, model);
+    if (isMassRemoval(current, removed.length)) {
+      const what = {
+        services: current.services.length,
+        remaining: model.services.length,
+        removed: removed.length,
+        sample: removed.slice(0, 10),
+        ...(meshFile ? { file: meshFile } : {}),
+      };
+      const summary = `${removed.length} of ${current.services.length} services`;
+      if (options.guardMassRemoval) {
+        reloads.inc({ result: "invalid" });
+        const message = `mesh change refused by --guard-mass-removal: it removes ${summary}${meshFile ? ` (${meshFile})` : ""}`;
+        logger.error(what, `${message}; the last good snapshot keeps serving`);
+        return [message];
+      }
+      logger.warn(what, `mesh change removes ${summary} (more than half); publishing it (--guard-mass-removal would refuse it)`);
+    }
+    const t = translations.translate(model);
     const next = new Map<string, Snapshot>();
-    for (const node of cache.connectedNodes()) known.set(node.id, node);
-    forgetGone();
     try {
-      for (const [id, node] of known) next.set(id, build(model, node, table, shared));
+      for (const node of cache.connectedNodes()) next.set(node.id, build(t, node));
     } catch (err) {
       reloads.inc({ result: "invalid" });
       logger.error({ err: (err as Error).message }, "mesh change rejected: inconsistent resources; the last good snapshot keeps serving");
       return [(err as Error).message];
     }
     current = model;
-    memo = table;
-    intern = shared;
+    serving = t;
+    translations.commit(t);
+    pruneAt = Math.max(64, next.size * 2);
     generation++;
     reloads.inc({ result: "ok" });
     services.set(model.services.length);
@@ -129,36 +179,55 @@ export function createMeshController(options: MeshControllerOptions): MeshContro
     return [];
   };
 
+  // What history() reports, recorded around setMesh (which stays as it is). A change's time is
+  // when it arrived, before its translation.
+  let lastGood = { at: new Date().toISOString(), generation };
+  let lastRejected: MeshHistory["lastRejected"] = null;
+  const recordedSetMesh = (model: MeshModel): string[] => {
+    const at = new Date().toISOString();
+    const problems = setMesh(model);
+    if (problems.length === 0) lastGood = { at, generation };
+    else lastRejected = { at, error: problems.join("; ") };
+    return problems;
+  };
+
   let watcher: MeshWatcher | undefined;
-  if (options.meshFile) {
-    const file = options.meshFile;
-    watcher = watchMeshFile(
-      file,
-      (model) => void setMesh(model),
-      (err) => {
+  let debouncer: Debouncer<MeshModel> | undefined;
+  if (meshFile) {
+    const file = meshFile;
+    const debounced: Debouncer<MeshModel> = createDebouncer((model) => void recordedSetMesh(model), options.debounce);
+    debouncer = debounced;
+    watcher = watchMeshFile(file, {
+      onChange: (model) => debounced.push(model),
+      onError: (err) => {
+        lastRejected = { at: new Date().toISOString(), error: err.message };
         reloads.inc({ result: "invalid" });
         logger.error({ file, err: err.message }, "mesh change rejected; the last good snapshot keeps serving");
       },
-    );
+      ...(options.maxMeshBytes === undefined ? {} : { maxBytes: options.maxMeshBytes }),
+      ...(options.meshSource ? { initial: options.meshSource.contents } : {}),
+      ...(options.meshParser ? { parser: options.meshParser } : {}),
+    });
   }
 
   return {
     mesh: () => current,
-    setMesh,
+    setMesh: recordedSetMesh,
     configDump(nodeId) {
       // Envoy's own form: the envoy.admin.v3.ConfigDump the node's Envoy prints at /config_dump?include_eds.
       const snap = cache.getSnapshot(nodeId);
       if (!snap) return undefined;
-      const node = known.get(nodeId) ?? { id: nodeId };
+      const node = cache.connectedNode(nodeId) ?? { id: nodeId };
       return canonicalMessageJson(ConfigDumpSchema, snapshotConfigDump(node, snap)) as JsonObject;
     },
+    // The catch-up read at the start of the watch is published at once, not debounced.
+    watching: () => (watcher?.ready ?? Promise.resolve()).then(() => debouncer?.flush()),
     generation: () => generation,
-    knownNodeCount() {
-      forgetGone();
-      return known.size;
-    },
+    knownNodeCount: () => cache.connectedNodes().filter((n) => cache.getSnapshot(n.id) !== undefined).length,
+    history: () => ({ file: meshFile, lastGood, lastRejected }),
     close() {
       watcher?.close();
+      debouncer?.cancel();
       cache.setNodeResolver(undefined);
     },
   };

@@ -27,7 +27,7 @@ test("a fresh state dir reaches /readyz 200 within 10 s, with every part listeni
     const r = await fetch(`http://${serve.admin}/readyz`);
     assert.is(r.status, 200);
     const body = (await r.json()) as { checks: Record<string, boolean> };
-    assert.equal(body.checks, { ca: true, caServer: true, sds: true, xds: true });
+    assert.equal(body.checks, { ca: true, caServer: true, sds: true, meshParsed: true, xds: true, tokenVerifier: true });
     assert.ok(serve.startupMs < 10_000, `ready after ${serve.startupMs} ms`);
     assert.ok(serve.sds && serve.xds && serve.ca, serve.stdout());
     // The printed commands work as printed: a token, then a bootstrap that validates.
