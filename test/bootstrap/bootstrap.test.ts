@@ -262,10 +262,10 @@ test("meshkey bootstrap -o FILE writes a bootstrap that meshkey validate accepts
   assert.is(v.status, 0, v.stdout + v.stderr);
 });
 
-test("meshkey bootstrap: an option the bootstrap cannot use exits 1 naming it", () => {
+test("meshkey bootstrap: an option the bootstrap cannot use is a usage error (exit 2) naming the flag", () => {
   const r = meshkey("bootstrap", "--role", "sidecar", "--node-id", "x", "--xds-address", "nohost");
-  assert.is(r.status, 1);
-  assert.match(r.stderr, /xdsAddress "nohost" is not host:port/);
+  assert.is(r.status, 2);
+  assert.match(r.stderr, /--xds-address "nohost" is not host:port/);
   assert.is(r.stdout, "");
 });
 

@@ -79,9 +79,9 @@ test("meshkey bootstrap: --xds-address repeated and comma-separated print the sa
   assert.equal(endpointsOf(cluster), ["127.0.0.1:15010", "127.0.0.1:15020", "127.0.0.1:15030"]);
 });
 
-test("meshkey bootstrap: a replica address listed twice exits 1 naming it", () => {
+test("meshkey bootstrap: a replica address listed twice is a usage error (exit 2) naming it", () => {
   const r = meshkey("bootstrap", "--role", "sidecar", "--node-id", "x", "--xds-address", "127.0.0.1:15010", "--xds-address", "127.0.0.1:15010");
-  assert.is(r.status, 1);
+  assert.is(r.status, 2);
   assert.match(r.stderr, /lists 127\.0\.0\.1:15010 twice/);
   assert.is(r.stdout, "");
 });

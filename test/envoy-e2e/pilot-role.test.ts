@@ -74,7 +74,9 @@ test("sidecars get LDS and CDS over mTLS through the pilot, which proxies to the
     assert.ok((await envoy.stat("listener_manager.lds.update_success")) >= 1, "lds.update_success");
     assert.ok((await envoy.stat("cluster.xds-grpc.ssl.handshake")) > 0, "xds-grpc ssl.handshake");
     const bad = await statsMatching(envoy, /^cluster\.xds-grpc\.ssl\.(fail_verify_san|connection_error|fail_verify_error)$/);
-    assert.equal(Object.values(bad).filter((v) => v !== 0), [], `xds-grpc TLS failures: ${JSON.stringify(bad)}`);
+    // On a failure, the connection lines of the sidecar's log say where it connected and why it failed.
+    const why = () => envoy.log().split("\n").filter((l) => /xds-grpc|TLS_error|connecting to/.test(l)).slice(-20).join("\n");
+    assert.equal(Object.values(bad).filter((v) => v !== 0), [], `xds-grpc TLS failures: ${JSON.stringify(bad)}\n${why()}`);
   }
   // The pilot terminated both TLS connections and passed them on with tcp_proxy.
   const handshakes = await pilot.stat(`listener.${PILOT_IP}_${pilotPort}.ssl.handshake`);

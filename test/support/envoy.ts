@@ -132,7 +132,7 @@ export async function startEnvoy(options: StartEnvoyOptions): Promise<EnvoyProce
     "--disable-hot-restart",
     "--concurrency", "1",
     "--drain-time-s", "1",
-    "--log-level", options.logLevel ?? "info",
+    "--log-level", options.logLevel ?? process.env.MESHKEY_ENVOY_LOG_LEVEL ?? "info",
     "--log-format", "[%T.%e][%l][%n] %v",
     ...(options.extraArgs ?? []),
   ];

@@ -189,7 +189,8 @@ export async function createMeshWorld(options: MeshWorldOptions): Promise<MeshWo
         "--node-id", w.nodeId,
         "--namespace", w.namespace,
         "--service-account", w.serviceAccount,
-        "--xds-address", serve.xds!,
+        // --xds-address repeats add replicas: a caller's own address replaces serve's.
+        ...(extraArgs.includes("--xds-address") ? [] : ["--xds-address", serve.xds!]),
         "--sds-socket", serve.sds?.replace(/^unix:/, "") ?? sdsSocketPath,
         "--token-path", w.tokenPath,
         "--admin-port", String(adminPort),
