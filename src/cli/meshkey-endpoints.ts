@@ -10,6 +10,12 @@ import { terminalSafe } from "./terminal-text.js";
 
 export const DEFAULT_ADMIN = "127.0.0.1:15014";
 export const DEFAULT_XDS = "127.0.0.1:15010";
+/**
+ * The admin's debug pages are paginated (500 items by default); the proxy tools
+ * ask for the most a page gives (DEBUG_PAGE_MAX_LIMIT of src/admin), so that a
+ * node agent with more identities than the default page is still read whole.
+ */
+export const DEBUG_SDS_LIMIT = 5_000;
 const TIMEOUT_MS = 5_000;
 
 /** meshkey or Envoy could not be reached or answered with an error: exit 1. */

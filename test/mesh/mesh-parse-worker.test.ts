@@ -48,9 +48,10 @@ async function withParser<T>(options: Parameters<typeof createMeshParser>[0], bo
   }
 }
 
-test("the event loop stays responsive while a 15 MB mesh file is parsed in the worker, unlike a main-thread parse", async () => {
+// 4 MB keeps the suite fast; the 15 MiB figures (limit 16 MiB) are in the commit that added the worker.
+test("the event loop stays responsive while a 4 MB mesh file is parsed in the worker, unlike a main-thread parse", async () => {
   const file = join(dir, "big.yaml");
-  writeFileSync(file, meshOfSize(15 * 1024 * 1024));
+  writeFileSync(file, meshOfSize(4 * 1024 * 1024));
   await withParser({}, async (parser) => {
     // The histogram holds each 10 ms timer's whole interval: its lateness is the excess.
     const resolutionMs = 10;
@@ -69,7 +70,7 @@ test("the event loop stays responsive while a 15 MB mesh file is parsed in the w
     const mainMs = performance.now() - mainStarted;
 
     console.log(
-      `15 MB mesh (${source.contents.byteLength} bytes, ${onMain.services.length} services): worker parse ${workerMs.toFixed(0)} ms with event-loop lateness p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms; the same parse on the main thread blocks it for ${mainMs.toFixed(0)} ms`,
+      `4 MB mesh (${source.contents.byteLength} bytes, ${onMain.services.length} services): worker parse ${workerMs.toFixed(0)} ms with event-loop lateness p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms; the same parse on the main thread blocks it for ${mainMs.toFixed(0)} ms`,
     );
     assert.is(source.model.services.length, onMain.services.length);
     assert.equal(source.model.services[123], onMain.services[123]);

@@ -430,7 +430,9 @@ test("istio#14187: split roles, CA process down at agent start and again at rota
     late.close();
     assert.is(await s.nextOrUndefined(200), undefined, "no push without a renewal");
     ca = await startServeProcess(caArgs);
-    const renewed = await s.next(15_000); // the next retry of the backoff (jittered, doubling)
+    // The next retry of the backoff (jittered, doubling to 30 s; uncapped once the 6 s certificate
+    // has expired, which a slow CA restart on a loaded machine can take longer than).
+    const renewed = await s.next(35_000);
     assert.is.not(leafOf(renewed).serialNumber, firstLeaf.serialNumber, "renewed on the same stream once the CA is back");
   } finally {
     s.close();

@@ -4,7 +4,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { ClientStatusResponseSchema } from "../../../gen/envoy/service/status/v3/csds_pb.js";
 import { envoyTypeRegistry } from "../../envoy/index.js";
 import { parseFlags, runCommand, UsageError, type CliCommand } from "../command.js";
-import { addressFlag, DEFAULT_ADMIN, DEFAULT_XDS, meshkeyEndpoints, UnreachableError, type MeshkeyEndpoints } from "../meshkey-endpoints.js";
+import { addressFlag, DEFAULT_ADMIN, DEFAULT_XDS, meshkeyEndpoints, UnreachableError, type MeshkeyEndpoints, DEBUG_SDS_LIMIT } from "../meshkey-endpoints.js";
 import { ADS_TYPES, proxySyncs, type ProxySync, type SdsDebugJson, type TypeSync } from "../proxy-sync.js";
 import { formatAge, formatTable, terminalSafe } from "../terminal-text.js";
 
@@ -97,7 +97,7 @@ export const command: CliCommand = {
         process.stdout.write(`${JSON.stringify(toJson(ClientStatusResponseSchema, status, { registry: envoyTypeRegistry }), null, 2)}\n`);
         return 0;
       }
-      const sds = await endpoints.adminJson<SdsDebugJson>("/debug/sds", { allow404: true });
+      const sds = await endpoints.adminJson<SdsDebugJson>(`/debug/sds?limit=${DEBUG_SDS_LIMIT}`, { allow404: true });
       const syncs = proxySyncs(status, sds);
       const now = Date.now();
       if (nodeId === undefined) {
