@@ -24,7 +24,10 @@ export interface CaServerOptions {
   serverCertTtlSeconds?: number;
 }
 
-/** DNS names on the CA endpoint's certificate (besides the listen IP). */
+/**
+ * DNS names always on the CA endpoint's certificate. startCaServer adds the listen host when it is
+ * a name; its IP SANs are 127.0.0.1, the listen IP unless it is a wildcard, and ::1 on `::`/`::1`.
+ */
 export const CA_SERVER_DNS_NAMES = ["istiod.istio-system.svc", "istiod.istio-system.svc.cluster.local", "localhost"];
 
 /** The largest CreateCertificate request accepted (a CSR is ~0.5–2 KiB). */
@@ -64,7 +67,7 @@ export function bearerToken(authorization: string | null): string | undefined {
   return m?.[1];
 }
 
-/** The CA's routes (for servers that host several services). */
+/** The CreateCertificate route that startCaServer serves. */
 export function caRoutes(options: Omit<CaServerOptions, "listen">): (router: ConnectRouter) => void {
   const log = options.logger ?? pino({ level: "silent" });
   const metrics = metricsOn(options.registry ?? new Registry());
@@ -153,14 +156,21 @@ export async function startCaServer(options: CaServerOptions): Promise<RunningGr
     throw err;
   }
   const started = server;
-  const close = started.close.bind(started);
-  const running = Object.assign(started, {
+  return {
+    get address() {
+      return started.address;
+    },
+    get port() {
+      return started.port;
+    },
+    sessionCount: () => started.sessionCount(),
     close(graceMs?: number) {
       serverCert.stop();
-      return close(graceMs);
+      return started.close(graceMs);
     },
-  });
-  // A getter (Object.assign would copy today's value): callers see the renewed certificate.
-  Object.defineProperty(running, "tlsCertPem", { get: () => serverCert.current.certChainPem, enumerable: true });
-  return running as typeof running & { readonly tlsCertPem: string };
+    // A getter: callers see the renewed certificate.
+    get tlsCertPem() {
+      return serverCert.current.certChainPem;
+    },
+  };
 }

@@ -5,9 +5,10 @@
 import * as crypto from "node:crypto";
 import { promisify } from "node:util";
 import { join } from "node:path";
-import { DerError, fromPem, octetString, pemBlocks, toPem, readNode, content, TAG, expectTag } from "./der.js";
+import { DerError, fromPem, octetString, pemBlocks, toPem, readNode, children, content, TAG, expectTag } from "./der.js";
 import { InvalidRequestError, StateDirError } from "./errors.js";
-import { checkTrustDomain, invalidIdentityReason, spiffeIdOf, type KeyType, type WorkloadIdentity } from "./identity.js";
+import { spiffeIdOf, type WorkloadIdentity } from "../spiffe/index.js";
+import { checkTrustDomain, invalidIdentityReason, type KeyType } from "./identity.js";
 import { createExclusive, ensureStateDir, readIfExists, readPrivateKeyIfExists } from "./state-files.js";
 import {
   EMPTY_NAME,
@@ -50,6 +51,18 @@ export interface CertificateAuthority {
   readonly rootCertPem: string;
   /** Signs a PEM PKCS#10 CSR for the identity. Returns PEMs: leaf, intermediates…, root (one element each). */
   sign(csrPem: string, identity: WorkloadIdentity, ttlSeconds?: number): Promise<string[]>;
+  /**
+   * Issues a TLS server certificate (fresh P-256 key) for one of meshkey's own endpoints (the CA
+   * server, the mTLS ADS server). Only a CA that holds its signing key in this process has it
+   * (openCertificateAuthority's); see canIssueServerCertificates.
+   */
+  issueServerCertificate?(sans: SubjectAltNames, ttlSeconds?: number): IssuedServerCertificate;
+}
+
+export interface IssuedServerCertificate {
+  /** Leaf then intermediates (what a TLS server sends). */
+  certChainPem: string;
+  privateKeyPem: string;
 }
 
 export const DEFAULT_CERT_TTL_SECONDS = 24 * 3600;
@@ -110,12 +123,6 @@ function validity(issuer: Issuer, ttlSeconds: number): { notBefore: Date; notAft
   const notAfter = new Date(Math.min(now + ttlSeconds * 1000, issuer.notAfter.getTime()));
   if (notAfter.getTime() <= now) throw new Error("the CA signing certificate has expired; it cannot issue certificates");
   return { notBefore, notAfter };
-}
-
-export interface IssuedServerCertificate {
-  /** Leaf then intermediates (what a TLS server sends). */
-  certChainPem: string;
-  privateKeyPem: string;
 }
 
 export class BuiltinCertificateAuthority implements CertificateAuthority {
@@ -194,7 +201,7 @@ export class BuiltinCertificateAuthority implements CertificateAuthority {
     });
   }
 
-  /** A TLS server certificate (fresh P-256 key) for the CA's own endpoint. */
+  /** A TLS server certificate (fresh P-256 key) for one of meshkey's own endpoints (default TTL 1 year). */
   issueServerCertificate(sans: SubjectAltNames, ttlSeconds = 365 * 24 * 3600): IssuedServerCertificate {
     const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "prime256v1" });
     const spki = publicKey.export({ format: "der", type: "spki" });
@@ -328,19 +335,29 @@ function certsOf(text: string, where: string): crypto.X509Certificate[] {
   });
 }
 
-function isCaCert(der: Buffer): { ok: boolean; why: string } {
-  const cert = parseCertificate(der);
-  const bc = cert.extensions.get(OID.basicConstraints);
-  if (!bc) return { ok: false, why: "it has no basicConstraints extension (CA:TRUE required)" };
-  const seq = readNode(bc.value);
-  const first = content(bc.value, seq);
-  if (first.length < 3 || first[0] !== 0x01 || first[2] === 0x00) return { ok: false, why: "its basicConstraints say CA:FALSE" };
-  const ku = cert.extensions.get(OID.keyUsage);
-  if (ku) {
-    const bits = content(ku.value, readNode(ku.value)).subarray(1);
-    if (((bits[0] ?? 0) & (0x80 >> KU.keyCertSign)) === 0) return { ok: false, why: "its keyUsage lacks keyCertSign" };
+/**
+ * Whether `cert` may sign certificates, as OpenSSL judges it (`X509Certificate.ca`:
+ * basicConstraints CA:TRUE and, when keyUsage is present, keyCertSign), and if not, why.
+ */
+function isCaCert(cert: crypto.X509Certificate): { ok: boolean; why: string } {
+  if (cert.ca) return { ok: true, why: "" };
+  return { ok: false, why: whyNotCa(cert.raw) };
+}
+
+/** The reason for an error message only: the decision is OpenSSL's (isCaCert). */
+function whyNotCa(der: Buffer): string {
+  try {
+    const { extensions } = parseCertificate(der);
+    const bc = extensions.get(OID.basicConstraints);
+    if (!bc) return "it has no basicConstraints extension (CA:TRUE required)";
+    const [first] = children(bc.value, readNode(bc.value));
+    const caTrue = first?.tag === TAG.boolean && content(bc.value, first)[0] !== 0x00;
+    if (!caTrue) return "its basicConstraints say CA:FALSE";
+    if (extensions.has(OID.keyUsage)) return "its keyUsage lacks keyCertSign";
+  } catch {
+    // an extension OpenSSL read and this parser cannot: the generic reason below
   }
-  return { ok: true, why: "" };
+  return "OpenSSL does not accept it as a CA (basicConstraints CA:TRUE and, with keyUsage, keyCertSign required)";
 }
 
 export async function loadPluginCerts(dir: string): Promise<{ key: crypto.KeyObject; certDer: Buffer; chainAfterLeaf: string[]; rootPem: string }> {
@@ -352,7 +369,7 @@ export async function loadPluginCerts(dir: string): Promise<{ key: crypto.KeyObj
   const [caCert] = certsOf(caCertPem, join(dir, "ca-cert.pem"));
   const [root] = certsOf(rootText, join(dir, "root-cert.pem"));
   const caDer = caCert!.raw;
-  const ca = isCaCert(caDer);
+  const ca = isCaCert(caCert!);
   if (!ca.ok) throw new Error(`plugin certs: ${join(dir, "ca-cert.pem")} is not a CA certificate: ${ca.why}; it cannot sign workload certificates`);
   let key: crypto.KeyObject;
   try {

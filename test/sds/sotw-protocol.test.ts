@@ -13,8 +13,9 @@ import {
 import type { ConnectError } from "@connectrpc/connect";
 import { createSotwSession } from "../../src/sds/sotw-session.js";
 import { createDeltaSession } from "../../src/sds/delta-session.js";
-import type { SessionContext } from "../../src/sds/session-context.js";
-import { SECRET_TYPE_URL, type SecretCache, type SecretItem, type WatchCallbacks } from "../../src/sds/index.js";
+import type { SessionContext } from "../../src/sds/stream-subscriptions.js";
+import { type SecretCache, type SecretItem, type WatchCallbacks } from "../../src/sds/index.js";
+import { SECRET_TYPE_URL } from "../../src/spiffe/index.js";
 
 /** A cache whose secrets change when the test says so. */
 function fakeCache(names: string[]) {
@@ -54,7 +55,6 @@ function context(cache: SecretCache) {
     end: (e) => ended.push(e),
     onNack: () => {},
     onUnknownName: () => {},
-    onWatch: () => {},
   };
   return { ctx, sent, ended };
 }

@@ -32,12 +32,6 @@ export interface Snapshot {
   get(typeUrl: string): TypeSnapshot | undefined;
 }
 
-export interface ResourceEntry<Desc extends DescMessage = DescMessage> {
-  schema: Desc;
-  name: string;
-  message: MessageShape<Desc>;
-}
-
 function hash(data: Uint8Array | string): string {
   return createHash("sha256").update(data).digest("base64url").slice(0, 16);
 }

@@ -1,11 +1,13 @@
 // xDS type URLs and the ADS push order (make-before-break: CDS → EDS → LDS → RDS;
 // removals go the other way, last).
+import { SECRET_TYPE_URL } from "../../spiffe/index.js";
+
 export const TypeUrl = {
   Cluster: "type.googleapis.com/envoy.config.cluster.v3.Cluster",
   Endpoint: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
   Listener: "type.googleapis.com/envoy.config.listener.v3.Listener",
   Route: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-  Secret: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+  Secret: SECRET_TYPE_URL,
 } as const;
 
 export type KnownTypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
@@ -17,11 +19,6 @@ export const PUSH_ORDER: readonly string[] = [TypeUrl.Cluster, TypeUrl.Endpoint,
 export function pushRank(typeUrl: string): number {
   const i = PUSH_ORDER.indexOf(typeUrl);
   return i < 0 ? PUSH_ORDER.length : i;
-}
-
-/** Types whose SotW responses must always carry the full state (others may send only what changed). */
-export function isFullStateType(typeUrl: string): boolean {
-  return typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.Cluster;
 }
 
 export const shortTypeName: Record<string, string> = {

@@ -66,7 +66,7 @@ export async function* serveStream<Req, T, Res>(
   let ended = false;
   let failure: unknown;
   let closed = false;
-  const reader = (async () => {
+  void (async () => {
     try {
       for await (const req of requests) {
         if (signal.aborted || closed) break;
@@ -97,6 +97,5 @@ export async function* serveStream<Req, T, Res>(
   } finally {
     closed = true;
     signal.removeEventListener("abort", onAbort);
-    void reader;
   }
 }

@@ -21,7 +21,6 @@ export interface SessionContext<Res> {
   end(error: ConnectError): void;
   onNack(report: NackReport): void;
   onUnknownName(name: string): void;
-  onWatch(name: string, spiffeId: string): void;
 }
 
 /** Maps a failed first issuance to the status the stream ends with. */
@@ -48,7 +47,6 @@ export function subscribe<Res>(
   };
   const watch = ctx.cache.watch(ctx.caller, ctx.token, name, callbacks);
   if (!watch) ctx.onUnknownName(name);
-  else ctx.onWatch(name, watch.spiffeId);
   return watch;
 }
 
