@@ -30,6 +30,7 @@ import {
 import { resolveServeConfig } from "../src/cli/serve-config.js";
 import { startMeshkey } from "../src/cli/meshkey-process.js";
 import { MeshError, parseMesh } from "../src/mesh/index.js";
+import { SDS_TOKEN_HEADER } from "../src/spiffe/index.js";
 import {
   csrArb,
   deltaArb,
@@ -296,7 +297,7 @@ try {
       let n = 0;
       return (input, signal, w) => {
         const token = tokens[(w + n++) % tokens.length]!;
-        const headers = { "istio_sds_credentials_header-bin": encodeBinaryHeader(new TextEncoder().encode(token)) };
+        const headers = { [SDS_TOKEN_HEADER]: encodeBinaryHeader(new TextEncoder().encode(token)) };
         const c = clients[n % clients.length]!;
         return delta ? c.deltaSecrets(input as AsyncIterable<DeltaInit>, { headers, signal }) : c.streamSecrets(input as AsyncIterable<SotwInit>, { headers, signal });
       };

@@ -19,6 +19,7 @@ import { resolveServeConfig } from "../src/cli/serve-config.js";
 import { startMeshkey } from "../src/cli/meshkey-process.js";
 import { parseMesh, translateForNode } from "../src/mesh/index.js";
 import { snapshotFromResources, TypeUrl } from "../src/xds/index.js";
+import { SECRET_TYPE_URL, spiffeIdOf } from "../src/spiffe/index.js";
 import type { OpenMessage, StreamTimes } from "./load/load-client.js";
 import { startBareServers } from "./load/bare-servers.js";
 import { writeBenchmarkSection } from "./report.js";
@@ -150,7 +151,7 @@ try {
     phases.push(
       await phase("meshkey", { sds: { socketPath, tokens, streams: SDS_STREAMS }, ads: { address: meshkey.addresses.xds!, streams: ADS_STREAMS, eds: EDS } }, () => {
         writeFileSync(meshFile, meshYaml(9001)); // the mesh file watcher publishes it
-        for (const id of identities) void meshkey.secretCache!.rotate(`spiffe://cluster.local/ns/${id.namespace}/sa/${id.serviceAccount}`);
+        for (const id of identities) void meshkey.secretCache!.rotate(spiffeIdOf("cluster.local", id));
       }),
     );
   } finally {
@@ -162,7 +163,7 @@ try {
   if (process.env.LOAD_RAW === "0") throw new SkipRaw();
   const translate = { trustDomain: "cluster.local", sdsSocketPath: "/s", tokenPath: "/t" };
   const adsAny = snapshotFromResources(translateForNode(parseMesh(meshYaml(9000)), { id: "x", metadata: { GENERATOR: "grpc" } }, translate)).get(TypeUrl.Endpoint)!.resources.get(EDS)!.any;
-  const secretAny = { $typeName: "google.protobuf.Any" as const, typeUrl: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret", value: new Uint8Array(1800).fill(7) };
+  const secretAny = { $typeName: "google.protobuf.Any" as const, typeUrl: SECRET_TYPE_URL, value: new Uint8Array(1800).fill(7) };
   const bare = await startBareServers(join(dir, "bare.sock"), { ads: adsAny, secret: secretAny });
   try {
     phases.push(await phase("bare connect-node", { sds: { socketPath: join(dir, "bare.sock"), tokens: ["t"], streams: SDS_STREAMS }, ads: { address: bare.ads.address, streams: ADS_STREAMS, eds: EDS } }, () => bare.push("1")));

@@ -21,6 +21,7 @@ import { DiscoveryResponseSchema, type DiscoveryRequest } from "../gen/envoy/ser
 import { SecretDiscoveryService } from "../gen/envoy/service/secret/v3/sds_pb.js";
 import { startGrpcServer } from "../src/net/index.js";
 import { packSecret } from "../src/sds/secret-resource.js";
+import { SECRET_TYPE_URL, spiffeIdOf } from "../src/spiffe/index.js";
 import { writeBenchmarkSection } from "./report.js";
 
 const STREAMS = 200;
@@ -111,7 +112,7 @@ const BARE_OPTIONS: ConnectRouterOptions = { compressMinBytes: Number.MAX_SAFE_I
 async function startBareSds(socketPath: string, certPem: string, keyPem: string) {
   const response = create(DiscoveryResponseSchema, {
     versionInfo: "1",
-    typeUrl: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+    typeUrl: SECRET_TYPE_URL,
     nonce: "1",
     resources: [packSecret({ name: "default", kind: "tlsCertificate", version: "1", certificateChainPem: certPem, privateKeyPem: keyPem })],
   });
@@ -280,7 +281,7 @@ try {
   for (let i = 0; i < IDENTITIES; i += 500) {
     stormTokens.push(...(await Promise.all(callers.slice(i, i + 500).map((c) => signer.mint(c.namespace, c.serviceAccount)))));
   }
-  const spiffeIds = callers.map((c) => `spiffe://cluster.local/ns/${c.namespace}/sa/${c.serviceAccount}`);
+  const spiffeIds = callers.map((c) => spiffeIdOf("cluster.local", c));
   const tFill = performance.now();
   callers.forEach((caller, i) => storm.watch(caller, stormTokens[i]!, "default", callbacks));
   const target = IDENTITIES;

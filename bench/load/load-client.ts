@@ -7,11 +7,12 @@
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { DiscoveryRequestSchema, DiscoveryResponseSchema, type DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
+import { SDS_TOKEN_HEADER, SECRET_TYPE_URL } from "../../src/spiffe/index.js";
 
 type Req = MessageInitShape<typeof DiscoveryRequestSchema>;
 const CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-const SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+const SECRET = SECRET_TYPE_URL;
 const now = () => performance.timeOrigin + performance.now();
 
 const method = (path: string) => ({
@@ -86,7 +87,7 @@ function openAll(msg: OpenMessage) {
     for (let i = 0; i < streams; i++) {
       if (i % msg.perConnection === 0) cl = client(`unix://${socketPath}`, c++);
       const md = new grpc.Metadata();
-      md.set("istio_sds_credentials_header-bin", Buffer.from(tokens[i % tokens.length]!));
+      md.set(SDS_TOKEN_HEADER, Buffer.from(tokens[i % tokens.length]!));
       const call = (cl as unknown as { Sds: (md: grpc.Metadata) => Call }).Sds(md);
       const s: Stream = { call, opened: now() };
       sds.push(s);

@@ -11,10 +11,11 @@
 // `meshkey bootstrap --role sidecar` writes (ROLE, NAMESPACE, SERVICE_ACCOUNT, TRUST_DOMAIN,
 // SPIFFE_ID, SDS_SOCKET, SDS_TOKEN_PATH; every pod has the same paths, as in Kubernetes).
 import type { NodeInfo } from "../../src/mesh/index.js";
+import { DEFAULT_SDS_SOCKET, spiffeIdOf } from "../../src/spiffe/index.js";
 
 export const NAMESPACES = 10;
 export const TRUST_DOMAIN = "cluster.local";
-export const SDS_SOCKET = "/var/run/sds/uds_path";
+export const SDS_SOCKET = DEFAULT_SDS_SOCKET;
 export const TOKEN_PATH = "/var/run/secrets/tokens/istio-token";
 export const TRANSLATE = { trustDomain: TRUST_DOMAIN, sdsSocketPath: SDS_SOCKET, tokenPath: TOKEN_PATH };
 
@@ -88,7 +89,7 @@ export function sidecarNode(i: number, servicesCount: number): NodeInfo {
       NAMESPACE: s.namespace,
       SERVICE_ACCOUNT: s.name,
       TRUST_DOMAIN,
-      SPIFFE_ID: `spiffe://${TRUST_DOMAIN}/ns/${s.namespace}/sa/${s.name}`,
+      SPIFFE_ID: spiffeIdOf(TRUST_DOMAIN, { namespace: s.namespace, serviceAccount: s.name }),
       SDS_SOCKET,
       SDS_TOKEN_PATH: TOKEN_PATH,
     },

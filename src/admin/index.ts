@@ -2,15 +2,13 @@
 export {
   startAdminServer,
   DebugPageError,
-  DEBUG_PAGE_DEFAULT_LIMIT,
-  DEBUG_PAGE_MAX_LIMIT,
   STATUS_PAGE_CSP,
   type AdminServerOptions,
   type DebugPage,
   type ReadinessReport,
   type RunningAdminServer,
 } from "./admin-server.js";
-export { renderStatusPage, renderStatusMain, text as escapeHtml } from "./status-page.js";
+export { renderStatusPage, text as escapeHtml } from "./status-page.js";
 export type {
   ProxySyncState,
   StatusCounters,

@@ -1,7 +1,6 @@
 // Envoy bootstrap generator: Handlebars templates (templates/) → validated Bootstrap.
 export {
   renderBootstrap,
-  bootstrapContext,
   BootstrapError,
   BOOTSTRAP_ROLES,
   type BootstrapRole,

@@ -16,6 +16,14 @@ import { BootstrapSchema, type Bootstrap } from "../../gen/envoy/config/bootstra
 import { canonicalMessageJson, ConfigSchemaError, formatIssues, parseEnvoyConfig, validateParsedConfig } from "../envoy/index.js";
 import { parseBootstrapJson } from "./parse-bootstrap-json.js";
 import { CONTROL_PLANE_IDENTITY, controlPlaneDnsName } from "../ca/index.js";
+import {
+  DEFAULT_SDS_SOCKET,
+  DEFAULT_SECRET_NAME,
+  ROOT_SECRET_NAME,
+  SDS_TOKEN_HEADER,
+  spiffeIdOf,
+  trustDomainId,
+} from "../spiffe/index.js";
 
 export type BootstrapRole = "sidecar" | "pilot" | "ingress" | "mixer-like";
 export const BOOTSTRAP_ROLES: readonly BootstrapRole[] = ["sidecar", "pilot", "ingress", "mixer-like"];
@@ -193,7 +201,7 @@ export function bootstrapContext(opts: BootstrapOptions): Record<string, unknown
   const xdsTls = opts.xdsTls ?? false;
   const xdsEndpoints = parseXdsAddresses(opts.xdsAddress ?? (xdsTls ? "127.0.0.1:15011" : "127.0.0.1:15010"));
   const xds = xdsEndpoints[0]!;
-  const sdsSocket = nonEmpty(opts.sdsSocket, "/var/run/sds/uds_path", "sdsSocket");
+  const sdsSocket = nonEmpty(opts.sdsSocket, DEFAULT_SDS_SOCKET, "sdsSocket");
   return {
     role: opts.role,
     nodeId: opts.nodeId,
@@ -201,9 +209,9 @@ export function bootstrapContext(opts: BootstrapOptions): Record<string, unknown
     namespace,
     serviceAccount,
     trustDomain,
-    spiffeId: `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`,
-    trustDomainPrefix: `spiffe://${trustDomain}/`,
-    controlPlaneSpiffeId: `spiffe://${trustDomain}/ns/${cpNamespace}/sa/${cpServiceAccount}`,
+    spiffeId: spiffeIdOf(trustDomain, { namespace, serviceAccount }),
+    trustDomainPrefix: `${trustDomainId(trustDomain)}/`,
+    controlPlaneSpiffeId: spiffeIdOf(trustDomain, { namespace: cpNamespace, serviceAccount: cpServiceAccount }),
     controlPlaneSni: nonEmpty(opts.controlPlaneSni, controlPlaneDnsName(cpNamespace), "controlPlaneSni"),
     xdsTls,
     // The first address, for templates written before replicas; xdsEndpoints has them all.
@@ -213,6 +221,9 @@ export function bootstrapContext(opts: BootstrapOptions): Record<string, unknown
     xdsClusterType: xdsEndpoints.every((e) => isIP(e.host)) ? "STATIC" : "STRICT_DNS",
     sdsSocket,
     sdsTargetUri: `unix:${sdsSocket}`,
+    sdsTokenHeader: SDS_TOKEN_HEADER,
+    sdsCertificateSecret: DEFAULT_SECRET_NAME,
+    sdsRootSecret: ROOT_SECRET_NAME,
     tokenPath: nonEmpty(opts.tokenPath, "/var/run/secrets/tokens/istio-token", "tokenPath"),
     adminPort: checkPort(opts.adminPort ?? 15000, "adminPort"),
     listenAddress: nonEmpty(opts.listenAddress, "0.0.0.0", "listenAddress"),

@@ -1,11 +1,8 @@
-// Workload identities and their SPIFFE IDs.
+// Workload identities: which names can go into a SPIFFE ID (its format is src/spiffe's).
+import type { WorkloadIdentity } from "../spiffe/index.js";
 
+export type { WorkloadIdentity };
 export type KeyType = "ec-p256" | "rsa-2048";
-
-export interface WorkloadIdentity {
-  namespace: string;
-  serviceAccount: string;
-}
 
 /**
  * The control plane's own workload identity: the SAN of meshkey's mTLS ADS server
@@ -54,9 +51,4 @@ export function checkTrustDomain(trustDomain: string): void {
   if (!TRUST_DOMAIN.test(trustDomain)) {
     throw new Error(`invalid trust domain "${trustDomain}": use lowercase letters, digits, ".", "-" and "_"`);
   }
-}
-
-/** spiffe://<trustDomain>/ns/<ns>/sa/<sa> */
-export function spiffeIdOf(trustDomain: string, id: WorkloadIdentity): string {
-  return `spiffe://${trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
 }

@@ -8,9 +8,9 @@ import {
   controlPlaneDnsName,
   createRenewingServerCertificate,
   readCertificateInfo,
-  spiffeIdOf,
   type CertificateAuthority,
 } from "../ca/index.js";
+import { SPIFFE_SCHEME, spiffeIdOf } from "../spiffe/index.js";
 import { loadMeshSource, defaultMesh, nodeKind, sidecarIdentity, type MeshModel } from "../mesh/index.js";
 import { peerCertificateOf } from "../net/index.js";
 import { createMeshController, createSnapshotCache, createSyncTracker, startXdsServer, type MeshHistory, type PeerIdentityOf, type RunningXdsServer, type SnapshotCache, type SyncTracker } from "../xds/index.js";
@@ -106,7 +106,7 @@ export async function startControlPlane(
           return {
             sync,
             kind,
-            spiffeId: id?.namespace && id.serviceAccount ? `spiffe://${config.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}` : undefined,
+            spiffeId: id?.namespace && id.serviceAccount ? spiffeIdOf(config.trustDomain, { namespace: id.namespace, serviceAccount: id.serviceAccount }) : undefined,
             currentVersion: (typeUrl: string) => cache.getSnapshot(sync.nodeId)?.get(typeUrl)?.version,
           };
         });
@@ -135,7 +135,7 @@ export async function startControlPlane(
 export const peerSpiffeId: PeerIdentityOf = (ctx) => {
   const cert = peerCertificateOf(ctx);
   if (!cert) return undefined;
-  const uris = readCertificateInfo(cert.toString()).uriSans.filter((u) => u.startsWith("spiffe://"));
+  const uris = readCertificateInfo(cert.toString()).uriSans.filter((u) => u.startsWith(SPIFFE_SCHEME));
   return uris.length === 1 ? uris[0] : undefined;
 };
 

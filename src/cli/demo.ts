@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { pino, type Logger } from "pino";
-import { spiffeIdOf } from "../ca/index.js";
+import { spiffeIdOf } from "../spiffe/index.js";
 import { createSdsClient, spiffeIdOfPeer, type SdsClient } from "../client/index.js";
 import { resolveServeConfig } from "./serve-config.js";
 import { startMeshkey, type RunningMeshkey } from "./meshkey-process.js";

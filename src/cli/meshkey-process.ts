@@ -37,7 +37,8 @@ import {
 } from "../sds/index.js";
 import { startAdminServer, DebugPageError, type DebugPage, type RunningAdminServer } from "../admin/index.js";
 import type { RunningGrpcServer } from "../net/index.js";
-import { DEFAULT_SDS_SOCKET, DEV_TOKEN_DEFAULT_TTL_SECONDS, parseHostPort, type ServeConfig } from "./serve-config.js";
+import { DEFAULT_SDS_SOCKET } from "../spiffe/index.js";
+import { DEV_TOKEN_DEFAULT_TTL_SECONDS, parseHostPort, type ServeConfig } from "./serve-config.js";
 import { startControlPlane, type RunningControlPlane } from "./control-plane.js";
 import { createStatusData } from "./status-data.js";
 import { MESHKEY_VERSION } from "./version.js";

@@ -4,6 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ClientConfig, ClientStatusResponse } from "../../gen/envoy/service/status/v3/csds_pb.js";
 import { ConfigStatus } from "../../gen/envoy/service/status/v3/csds_pb.js";
 import { nodeKind, sidecarIdentity, type NodeKind } from "../mesh/index.js";
+import { spiffeIdOf } from "../spiffe/index.js";
 import { TypeUrl } from "../xds/index.js";
 
 export const ADS_TYPES = [
@@ -61,7 +62,7 @@ export function nodeSpiffeId(c: ClientConfig, trustDomain: string): string | und
   if (proxyKind(c) !== "sidecar") return undefined;
   const id = sidecarIdentity({ id: c.node?.id ?? "", metadata: metadataOf(c) });
   if (!id.namespace || !id.serviceAccount) return undefined;
-  return `spiffe://${trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
+  return spiffeIdOf(trustDomain, { namespace: id.namespace, serviceAccount: id.serviceAccount });
 }
 
 function adsTypeSync(c: ClientConfig, short: string, typeUrl: string): TypeSync {

@@ -3,9 +3,9 @@ export {
   createSdsClient,
   spiffeIdOfPeer,
   SdsClientError,
-  SDS_TOKEN_HEADER,
-  SECRET_TYPE_URL,
   type SdsClient,
   type SdsClientOptions,
   type TlsMaterial,
 } from "./sds-client.js";
+// The SDS wire contract is src/spiffe's; re-exported for the `meshkey/client` package.
+export { SDS_TOKEN_HEADER, SDS_TOKEN_HEADER_1_1, SECRET_TYPE_URL } from "../spiffe/index.js";

@@ -26,11 +26,9 @@ import {
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { SecretSchema, type Secret } from "../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import type { DataSource } from "../../gen/envoy/config/core/v3/base_pb.js";
+import { DEFAULT_SECRET_NAME, ROOT_SECRET_NAME, SDS_TOKEN_HEADER, SECRET_TYPE_URL, SPIFFE_SCHEME } from "../spiffe/index.js";
 
 type RequestInit = Exclude<MessageInitShape<typeof DiscoveryRequestSchema>, DiscoveryRequest>;
-
-export const SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-export const SDS_TOKEN_HEADER = "istio_sds_credentials_header-bin";
 
 export interface SdsClientOptions {
   /** The node agent's socket, e.g. /var/run/sds/uds_path. */
@@ -41,7 +39,7 @@ export interface SdsClientOptions {
   allowedPeerIds?: readonly string[] | ((spiffeId: string) => boolean);
   /** Node id sent in DiscoveryRequest.node. */
   nodeId?: string;
-  /** Metadata header carrying the token (the 1.1 spelling is `istio_sds_credentail_header-bin`). */
+  /** Metadata header carrying the token (default SDS_TOKEN_HEADER; Istio 1.1 spelled it SDS_TOKEN_HEADER_1_1). */
   tokenHeader?: string;
   /** Reconnect backoff: first delay and cap, in ms. */
   backoff?: { initialMs?: number; maxMs?: number };
@@ -88,7 +86,7 @@ export interface SdsClient {
 /** The URI SAN that is a SPIFFE ID, from a peer certificate as node:tls reports it. */
 export function spiffeIdOfPeer(cert: { subjectaltname?: string } | undefined): string | undefined {
   const sans = cert?.subjectaltname?.split(/,\s*/) ?? [];
-  const uris = sans.filter((s) => s.startsWith("URI:spiffe://")).map((s) => s.slice(4));
+  const uris = sans.filter((s) => s.startsWith(`URI:${SPIFFE_SCHEME}`)).map((s) => s.slice(4));
   return uris.length === 1 ? uris[0] : undefined;
 }
 
@@ -141,7 +139,7 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
     const ctx = tls.createSecureContext({ cert: nextCert.chain, key: nextCert.key, ca: nextCa });
     const leaf = new X509Certificate(nextCert.chain);
     const spiffeId = spiffeIdOfPeer({ subjectaltname: leaf.subjectAltName });
-    if (!spiffeId) throw new SdsClientError("the certificate has no single spiffe:// URI SAN");
+    if (!spiffeId) throw new SdsClientError(`the certificate has no single ${SPIFFE_SCHEME} URI SAN`);
     certificate = nextCert;
     trustedCa = nextCa;
     context = ctx;
@@ -167,7 +165,7 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
 
   function applySecret(name: string, secret: Secret): void {
     if (secret.name !== name) throw new SdsClientError(`asked for secret "${name}", got "${secret.name}"`);
-    if (name === "ROOTCA") {
+    if (name === ROOT_SECRET_NAME) {
       if (secret.type.case !== "validationContext") throw new SdsClientError("ROOTCA has no validation_context");
       const ca = dataSourceText(secret.type.value.trustedCa, "validation_context.trusted_ca");
       // Check the bundle parses before it replaces the old one.
@@ -247,7 +245,7 @@ export function createSdsClient(options: SdsClientOptions): SdsClient {
     }
   }
 
-  const streams = [runStream("default"), runStream("ROOTCA")];
+  const streams = [runStream(DEFAULT_SECRET_NAME), runStream(ROOT_SECRET_NAME)];
 
   function requireContext(): { ctx: tls.SecureContext; m: TlsMaterial } {
     if (!context || !material) throw new SdsClientError("no certificate yet: await ready() first");

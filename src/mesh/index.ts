@@ -2,10 +2,7 @@
 // (model + node → Envoy resources).
 export {
   MeshError,
-  serviceHost,
-  spiffeId,
   mtlsModeOf,
-  targetPort,
   type MeshModel,
   type MeshService,
   type MeshPort,
@@ -15,14 +12,10 @@ export {
   type Protocol,
   type MtlsMode,
 } from "./model.js";
-export { parseMesh, loadMeshFile, readMeshFile, readMeshBytes, DEFAULT_MAX_MESH_BYTES, type ReadMeshOptions } from "./parse-mesh.js";
+export { parseMesh, loadMeshFile, readMeshFile, type ReadMeshOptions } from "./parse-mesh.js";
 export {
   createMeshParser,
-  sharedMeshParser,
   loadMeshSource,
-  DEFAULT_MESH_PARSE_TIMEOUT_MS,
-  DEFAULT_MESH_PARSE_HEAP_MB,
-  DEFAULT_MESH_PARSE_QUEUE,
   type MeshParser,
   type MeshParserOptions,
   type MeshSource,
@@ -30,7 +23,7 @@ export {
 } from "./mesh-parser.js";
 export { defaultMesh, defaultMeshYaml } from "./default-mesh.js";
 export { watchMeshFile, type MeshWatcher, type WatchMeshFileOptions } from "./watch-mesh-file.js";
-export { nodeKind, sidecarIdentity, workloadServices, NODE_METADATA_SDS_SOCKET, NODE_METADATA_SDS_TOKEN_PATH, KNOWN_NODE_METADATA_KEYS, REDACTED_METADATA_VALUE, redactNodeMetadata, type NodeInfo, type NodeKind, type SidecarIdentity } from "./node-info.js";
+export { nodeKind, sidecarIdentity, workloadServices, NODE_METADATA_SDS_SOCKET, NODE_METADATA_SDS_TOKEN_PATH, redactNodeMetadata, type NodeInfo, type NodeKind, type SidecarIdentity } from "./sidecar-identity.js";
 export type { ResourceSet, TranslateOptions } from "./translate/resource-set.js";
 export { translateForNode } from "./translate/translate-for-node.js";
 export {
@@ -44,6 +37,6 @@ export {
   listenerAddress,
 } from "./translate/sidecar.js";
 export { translateProxyless } from "./translate/proxyless.js";
-export { checkConsistency, collectReferences, servableSecret, type References } from "./translate/consistency.js";
+export { checkConsistency, collectReferences, type References } from "./translate/consistency.js";
 export { resourceTypeRegistry } from "./translate/type-registry.js";
-export { sdsConfigSource, SECRET_DEFAULT, SECRET_ROOTCA, SDS_CLUSTER_NAME } from "./translate/config-sources.js";
+export { sdsConfigSource, SDS_CLUSTER_NAME } from "./translate/config-sources.js";

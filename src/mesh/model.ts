@@ -77,7 +77,3 @@ export function targetPort(svc: MeshService, port: MeshPort, ep: MeshEndpoint): 
 export function mtlsModeOf(mesh: MeshModel, namespace: string): MtlsMode {
   return mesh.namespaces.find((n) => n.name === namespace)?.mtls ?? "STRICT";
 }
-
-export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
-  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
-}

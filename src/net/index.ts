@@ -2,7 +2,6 @@
 export {
   startGrpcServer,
   peerCertificateOf,
-  DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_CONNECTION_LIMITS,
   type ConnectionLimits,
   type ConnectionCloseReason,

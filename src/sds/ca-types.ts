@@ -1,7 +1,8 @@
-// The names of the CA part that the node agent uses, in one place (imported only
-// from src/ca/index.ts).
+// The CA part's types and errors that the node agent's files share, re-exported
+// from src/ca/index.ts (never from its inner files), and KeyAndCsr, the shape of a
+// generated key and CSR. secret-cache.ts imports the CA's key and certificate
+// functions (createKeyAndCsr, readCertificateInfo, ...) from src/ca/index.ts itself.
 export {
-  spiffeIdOf,
   unverifiedClaims,
   AuthenticationError,
   VerifierUnavailableError,

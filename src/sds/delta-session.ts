@@ -7,8 +7,9 @@ import {
   type DeltaDiscoveryRequest,
   type DeltaDiscoveryResponse,
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
-import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { checkNameCount, checkNames, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./session-context.js";
+import { SECRET_TYPE_URL } from "../spiffe/index.js";
+import { packSecret } from "./secret-resource.js";
+import { checkNameCount, checkNames, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./stream-subscriptions.js";
 
 export interface DeltaSession {
   onRequest(request: DeltaDiscoveryRequest): void;

@@ -21,13 +21,10 @@ export { createIstioCaProvider, type IstioCaProviderOptions } from "./istio-ca-p
 export { createVaultCaProvider, type VaultCaProviderOptions } from "./vault-ca-provider.js";
 export {
   createSecretCache,
-  DEFAULT_SECRET_NAME,
-  ROOT_SECRET_NAME,
   type SecretCache,
   type SecretCacheOptions,
   type SecretCacheDebug,
   type SecretItem,
-  type SecretKind,
   type SecretWatch,
   type WatchCallbacks,
   type IdentityDebug,
@@ -36,19 +33,14 @@ export {
 } from "./secret-cache.js";
 export {
   startSdsServer,
-  DEFAULT_SDS_SOCKET,
   type SdsServerOptions,
   type RunningSdsServer,
   type SdsDebugSnapshot,
   type SdsStreamDebug,
 } from "./sds-server.js";
-export { SECRET_TYPE_URL } from "./secret-resource.js";
 export { prepareSocketDirectory, SocketPathError, type SocketDirectory } from "./uds-socket.js";
-export { CREDENTIAL_HEADERS, extractWorkloadToken } from "./workload-token.js";
 export {
   MAX_NAMES_PER_STREAM,
   MAX_NAME_BYTES,
   MAX_STREAMS_PER_IDENTITY,
-  MAX_UNKNOWN_NAME_SAMPLE,
-  UNKNOWN_NAME_SAMPLE_CHARS,
-} from "./session-context.js";
+} from "./stream-subscriptions.js";

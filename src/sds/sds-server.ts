@@ -16,11 +16,12 @@ import {
 import { SecretDiscoveryService } from "../../gen/envoy/service/secret/v3/sds_pb.js";
 import { startGrpcServer, type ConnectionLimits, type RunningGrpcServer } from "../net/index.js";
 import { CaProviderError } from "./ca-provider.js";
-import { AuthenticationError, VerifierUnavailableError, spiffeIdOf, unverifiedClaims, type AuthenticatedCaller, type TokenAuthenticator } from "./ca-types.js";
+import { SDS_TOKEN_HEADER, SECRET_TYPE_URL, spiffeIdOf } from "../spiffe/index.js";
+import { AuthenticationError, VerifierUnavailableError, unverifiedClaims, type AuthenticatedCaller, type TokenAuthenticator } from "./ca-types.js";
 import { createDeltaSession } from "./delta-session.js";
 import { createOutbox } from "./outbox.js";
 import type { SecretCache, SecretCacheDebug, SecretItem } from "./secret-cache.js";
-import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
+import { packSecret } from "./secret-resource.js";
 import {
   MAX_STREAMS_PER_IDENTITY,
   MAX_UNKNOWN_NAME_SAMPLE,
@@ -32,13 +33,10 @@ import {
   truncateName,
   type NackReport,
   type SessionContext,
-} from "./session-context.js";
+} from "./stream-subscriptions.js";
 import { createSotwSession } from "./sotw-session.js";
 import { claimSocket, prepareSocketPath } from "./uds-socket.js";
 import { extractWorkloadToken } from "./workload-token.js";
-
-/** Default path of the node agent's socket (Istio's). */
-export const DEFAULT_SDS_SOCKET = "/var/run/sds/uds_path";
 
 export interface SdsServerOptions {
   socketPath: string;
@@ -187,7 +185,7 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
       authFailureCount++;
       log.warn({ rpc, ...refusal(undefined) }, "SDS call without a token");
       throw new ConnectError(
-        "missing workload token: send it in istio_sds_credentials_header-bin or authorization: Bearer",
+        `missing workload token: send it in ${SDS_TOKEN_HEADER} or authorization: Bearer`,
         Code.Unauthenticated,
       );
     }
@@ -299,7 +297,6 @@ export async function startSdsServer(options: SdsServerOptions): Promise<Running
         slog.warn({ names: report.names, versions: report.versions, error: report.message }, "Envoy rejected secrets (NACK)");
       },
       onUnknownName: (name) => recordUnknown(name, spiffeId, id),
-      onWatch: () => {},
     };
     const session = makeSession(ctx, id);
     info.session = session;

@@ -15,19 +15,13 @@ import {
   fingerprintSha256,
 } from "../ca/index.js";
 import { CaProviderError, toCaProviderError, type CaProvider } from "./ca-provider.js";
+import { servedSecretKind, spiffeIdOf, type SecretKind } from "../spiffe/index.js";
 import {
-  spiffeIdOf,
   type AuthenticatedCaller,
   type CertificateInfo,
   type KeyAndCsr,
   type KeyType,
 } from "./ca-types.js";
-
-/** Envoy's default names (Istio) for the workload certificate and the trust bundle. */
-export const DEFAULT_SECRET_NAME = "default";
-export const ROOT_SECRET_NAME = "ROOTCA";
-
-export type SecretKind = "tlsCertificate" | "validationContext";
 
 /** One secret, named as it was requested. Plain data: the server builds the Envoy message. */
 export interface SecretItem {
@@ -179,7 +173,6 @@ const MAX_EXPIRY_SERIES = 50;
 
 export function createSecretCache(options: SecretCacheOptions): SecretCache {
   const trustDomain = options.trustDomain;
-  const bundleName = `spiffe://${trustDomain}`;
   const keyType: KeyType = options.keyType ?? "ec-p256";
   const graceRatio = options.graceRatio ?? 0.5;
   if (!(graceRatio > 0 && graceRatio < 1)) throw new RangeError(`graceRatio must be in (0, 1), got ${graceRatio}`);
@@ -259,9 +252,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
   });
 
   function resolve(caller: AuthenticatedCaller, name: string): SecretKind | undefined {
-    if (name === DEFAULT_SECRET_NAME || name === spiffeIdOf(trustDomain, caller)) return "tlsCertificate";
-    if (name === ROOT_SECRET_NAME || name === bundleName) return "validationContext";
-    return undefined;
+    return servedSecretKind(name, { trustDomain, caller });
   }
 
   function currentRoot(): string | undefined {

@@ -4,8 +4,6 @@ import { anyPack, type Any } from "@bufbuild/protobuf/wkt";
 import { SecretSchema } from "../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import type { SecretItem } from "./secret-cache.js";
 
-export const SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-
 const encoder = new TextEncoder();
 const packed = new WeakMap<SecretItem, Any>();
 

@@ -8,8 +8,9 @@ import {
   type DiscoveryRequest,
   type DiscoveryResponse,
 } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
-import { SECRET_TYPE_URL, packSecret } from "./secret-resource.js";
-import { checkNameCount, checkNames, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./session-context.js";
+import { SECRET_TYPE_URL } from "../spiffe/index.js";
+import { packSecret } from "./secret-resource.js";
+import { checkNameCount, checkNames, checkTypeUrl, createStreamSubscriptions, type OutstandingResponse, type SessionContext } from "./stream-subscriptions.js";
 
 export interface SotwSession {
   onRequest(request: DiscoveryRequest): void;

@@ -2,12 +2,11 @@
 // set by the file-based-metadata call credentials (Istio's spelling, and the
 // misspelling of Istio 1.1), else a standard `authorization: Bearer` header.
 import { decodeBinaryHeader } from "@connectrpc/connect";
-
-export const CREDENTIAL_HEADERS = ["istio_sds_credentials_header-bin", "istio_sds_credentail_header-bin"] as const;
+import { SDS_TOKEN_HEADERS } from "../spiffe/index.js";
 
 /** The token carried by a call, or undefined when there is none. Never logged. */
 export function extractWorkloadToken(headers: Headers): string | undefined {
-  for (const name of CREDENTIAL_HEADERS) {
+  for (const name of SDS_TOKEN_HEADERS) {
     const raw = headers.get(name);
     if (raw === null || raw.trim() === "") continue;
     // Several values arrive joined by ", "; the first one counts.

@@ -12,11 +12,10 @@ export type {
   DeltaWatchResponse,
   CancelWatch,
 } from "./cache/watch.js";
-export { TypeUrl, PUSH_ORDER, type KnownTypeUrl } from "./resource/type-urls.js";
-export { snapshotFromResources, snapshotToJson, sortKeys } from "./resource/resource-snapshot.js";
-export { startXdsServer, xdsRoutes, type XdsServerOptions, type RunningXdsServer } from "./xds-server.js";
+export { TypeUrl, type KnownTypeUrl } from "./resource/type-urls.js";
+export { snapshotFromResources } from "./resource/resource-snapshot.js";
+export { startXdsServer, type XdsServerOptions, type RunningXdsServer } from "./xds-server.js";
 export { checkNodeIdentity, type PeerIdentityOf } from "./server/node-identity.js";
 export { createSyncTracker, type SyncTracker, type NodeSyncStatus, type TypeSyncStatus, type NackRecord } from "./server/sync-tracker.js";
-export { createMeshController, MeshRejectedError, type MeshController, type MeshControllerOptions, type MeshHistory } from "./mesh-controller.js";
+export { createMeshController, type MeshController, type MeshControllerOptions, type MeshHistory } from "./mesh-controller.js";
 export { renderMesh, renderNodes, RENDER_FORMATS, type RenderedNode, type RenderFormat, type RenderOptions } from "./render-mesh.js";
-export { snapshotConfigDump, staticBootstrap, nodeMessage, type StaticBootstrapOptions } from "./resource/envoy-forms.js";

@@ -9,6 +9,7 @@ import type { JsonValue } from "@bufbuild/protobuf";
 import { ConfigDumpSchema } from "../../gen/envoy/admin/v3/config_dump_pb.js";
 import { BootstrapSchema } from "../../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
 import { canonicalMessageJson } from "../envoy/index.js";
+import { spiffeIdOf } from "../spiffe/index.js";
 import {
   checkConsistency,
   NODE_METADATA_SDS_SOCKET,
@@ -52,7 +53,7 @@ export function renderNodes(mesh: MeshModel, opts?: Partial<TranslateOptions>): 
       NAMESPACE: s.namespace,
       SERVICE_ACCOUNT: s.serviceAccount,
       TRUST_DOMAIN: trustDomain,
-      SPIFFE_ID: `spiffe://${trustDomain}/ns/${s.namespace}/sa/${s.serviceAccount}`,
+      SPIFFE_ID: spiffeIdOf(trustDomain, s),
     };
     if (opts?.sdsSocketPath) metadata[NODE_METADATA_SDS_SOCKET] = opts.sdsSocketPath;
     if (opts?.tokenPath) metadata[NODE_METADATA_SDS_TOKEN_PATH] = opts.tokenPath;

@@ -20,7 +20,8 @@ import { AggregatedDiscoveryService } from "../../gen/envoy/service/discovery/v3
 import { resolveServeConfig } from "../../src/cli/serve-config.js";
 import { startMeshkey, type RunningMeshkey } from "../../src/cli/meshkey-process.js";
 import { isLoopbackHost } from "../../src/cli/control-plane.js";
-import { MAX_NAME_BYTES, MAX_STREAMS_PER_IDENTITY, SECRET_TYPE_URL } from "../../src/sds/index.js";
+import { MAX_NAME_BYTES, MAX_STREAMS_PER_IDENTITY } from "../../src/sds/index.js";
+import { SECRET_TYPE_URL } from "../../src/spiffe/index.js";
 import { TypeUrl } from "../../src/xds/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "meshkey-limits-"));

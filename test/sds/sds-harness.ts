@@ -28,7 +28,6 @@ import {
   type TokenAuthenticator,
 } from "../../src/ca/index.js";
 import {
-  SECRET_TYPE_URL,
   createBuiltinCaProvider,
   createSecretCache,
   startSdsServer,
@@ -37,6 +36,7 @@ import {
   type SecretCache,
   type SecretCacheOptions,
 } from "../../src/sds/index.js";
+import { SECRET_TYPE_URL } from "../../src/spiffe/index.js";
 
 export { SECRET_TYPE_URL };
 

@@ -2,6 +2,7 @@
 import { writeFile } from "node:fs/promises";
 import { runCommand, parseFlags, UsageError, type CliCommand } from "../command.js";
 import { BOOTSTRAP_ROLES, BootstrapError, renderBootstrap, type BootstrapRole } from "../../bootstrap/index.js";
+import { DEFAULT_SDS_SOCKET } from "../../spiffe/index.js";
 
 const help = `Usage: meshkey bootstrap --role sidecar|pilot|ingress|mixer-like --node-id ID [options]
 
@@ -25,7 +26,7 @@ Options:
                             the control plane's namespace/service account: what
                             sidecars expect of ADS, what --role pilot runs as
                             (default istio-system/istiod)
-  --sds-socket PATH         SDS Unix socket (default /var/run/sds/uds_path)
+  --sds-socket PATH         SDS Unix socket (default ${DEFAULT_SDS_SOCKET})
   --token-path PATH         token file sent to SDS (default /var/run/secrets/tokens/istio-token)
   --listen-port N           mTLS listener port of pilot|ingress|mixer-like (15011|8443|15004)
   --listen-address IP       address that listener binds (default 0.0.0.0)
@@ -39,7 +40,7 @@ Exit status: 0 rendered, 1 the bootstrap could not be rendered, 2 usage error.
 Example:
   meshkey bootstrap --role sidecar --node-id sidecar~127.0.1.1~httpbin-1.foo~foo.svc.cluster.local \\
     --namespace foo --service-account httpbin --xds-address 127.0.0.1:15010 \\
-    --sds-socket /var/run/sds/uds_path --token-path ./istio-token --admin-port 15000 -o envoy.json
+    --sds-socket ${DEFAULT_SDS_SOCKET} --token-path ./istio-token --admin-port 15000 -o envoy.json
   envoy -c envoy.json
   # two control-plane replicas:
   meshkey bootstrap … --xds-address 10.0.0.5:15010,10.0.0.6:15010 -o envoy.json`;

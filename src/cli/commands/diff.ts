@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { runCommand, parseFlags, UsageError, type CliCommand } from "../command.js";
 import { httpGet } from "../meshkey-endpoints.js";
 import { diffEnvoyConfigs, formatDiff, parseConfigText } from "../../envoy/index.js";
+import { DEFAULT_SDS_SOCKET } from "../../spiffe/index.js";
 
 const help = `Usage: meshkey diff [--json] A B
 
@@ -38,7 +39,7 @@ config-dump render with a live Envoy.
 Exit status: 0 same, 1 different, 2 error (unreadable or invalid config).
 
 Example:
-  meshkey render --mesh mesh.yaml --sds-socket /var/run/sds/uds_path \\
+  meshkey render --mesh mesh.yaml --sds-socket ${DEFAULT_SDS_SOCKET} \\
     --token-path ./istio-token --out rendered
   meshkey diff rendered/sidecar-httpbin-0.foo.json http://127.0.0.1:15000`;
 

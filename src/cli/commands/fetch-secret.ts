@@ -15,14 +15,12 @@ import { DiscoveryRequestSchema } from "../../../gen/envoy/service/discovery/v3/
 import { SecretDiscoveryService } from "../../../gen/envoy/service/secret/v3/sds_pb.js";
 import { SecretSchema, type Secret } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import { fingerprintSha256 } from "../../ca/index.js";
-import { DEFAULT_SDS_SOCKET, SECRET_TYPE_URL } from "../../sds/index.js";
+import { DEFAULT_SDS_SOCKET, DEFAULT_SECRET_NAME, ROOT_SECRET_NAME, SDS_TOKEN_HEADER, SECRET_TYPE_URL } from "../../spiffe/index.js";
 import { parseFlags, runCommand, UsageError, type CliCommand } from "../command.js";
 import { UnreachableError } from "../meshkey-endpoints.js";
 import { formatAge, terminalSafe } from "../terminal-text.js";
 import { checkChain, splitPem, uriSans } from "../x509-text.js";
 
-/** The header Envoy's file-based call credentials send the token in (Istio's). */
-const TOKEN_HEADER = "istio_sds_credentials_header-bin";
 /** Where `meshkey serve` puts the socket when /var/run/sds is not usable. */
 const FALLBACK_SOCKET = join(".meshkey-sds", "uds_path"); // serve's fallback for the default state dir (fallbackSocketDir)
 const TIMEOUT_MS = 15_000;
@@ -33,7 +31,7 @@ Usage: meshkey fetch-secret --token FILE [--socket PATH] [-o DIR] [--timeout 15s
 
 Opens one SecretDiscoveryService.StreamSecrets stream per secret, "default" and
 "ROOTCA", over the node agent's Unix socket, with the token file's contents in
-the istio_sds_credentials_header-bin header (what Envoy's file-based call
+the ${SDS_TOKEN_HEADER} header (what Envoy's file-based call
 credentials send). Prints the certificate's SPIFFE ID, serial, validity, and
 whether the chain verifies against ROOTCA. The private key is never printed.
 
@@ -49,7 +47,7 @@ Options:
 
 Example:
   meshkey token --namespace foo --service-account sleep > sleep-token
-  meshkey fetch-secret --token sleep-token --socket /var/run/sds/uds_path`;
+  meshkey fetch-secret --token sleep-token --socket ${DEFAULT_SDS_SOCKET}`;
 
 function pemOf(ds: DataSource | undefined): string {
   const s = ds?.specifier;
@@ -64,7 +62,7 @@ async function fetchSecret(socketPath: string, token: string, name: string, time
   const client = createClient(SecretDiscoveryService, createGrpcTransport({ baseUrl: "http://localhost", sessionManager: sessions }));
   const requests = createWritableIterable<MessageInitShape<typeof DiscoveryRequestSchema>>();
   const base: MessageInitShape<typeof DiscoveryRequestSchema> = { node: { id: `meshkey-fetch-secret~${process.pid}` }, typeUrl: SECRET_TYPE_URL, resourceNames: [name] };
-  const headers = { [TOKEN_HEADER]: encodeBinaryHeader(new TextEncoder().encode(token)) };
+  const headers = { [SDS_TOKEN_HEADER]: encodeBinaryHeader(new TextEncoder().encode(token)) };
   const done = new AbortController();
   const timer = setTimeout(() => done.abort(), timeoutMs);
   try {
@@ -121,7 +119,7 @@ export const command: CliCommand = {
       }
       if (token === "") throw new UsageError(`--token: ${values.token} is empty`);
 
-      const [workload, bundle] = await Promise.all([fetchSecret(socketPath, token, "default", timeoutMs), fetchSecret(socketPath, token, "ROOTCA", timeoutMs)]);
+      const [workload, bundle] = await Promise.all([fetchSecret(socketPath, token, DEFAULT_SECRET_NAME, timeoutMs), fetchSecret(socketPath, token, ROOT_SECRET_NAME, timeoutMs)]);
       if (workload.type.case !== "tlsCertificate") throw new UnreachableError(`"default" from ${socketPath} is not a TLS certificate`);
       if (bundle.type.case !== "validationContext") throw new UnreachableError(`"ROOTCA" from ${socketPath} is not a validation context`);
       const chainPem = pemOf(workload.type.value.certificateChain);

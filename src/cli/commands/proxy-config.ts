@@ -7,7 +7,7 @@ import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { fingerprintSha256 } from "../../ca/index.js";
 import { envoyTypeRegistry } from "../../envoy/index.js";
 import { parseFlags, runCommand, UsageError, type CliCommand } from "../command.js";
-import { addressFlag, DEFAULT_ADMIN, DEFAULT_XDS, envoyAdminJson, envoyUrlFlag, meshkeyEndpoints, UnreachableError } from "../meshkey-endpoints.js";
+import { addressFlag, DEFAULT_ADMIN, DEFAULT_XDS, envoyAdminJson, envoyUrlFlag, meshkeyEndpoints, UnreachableError, DEBUG_SDS_LIMIT } from "../meshkey-endpoints.js";
 import { nodeSpiffeId, type SdsDebugJson } from "../proxy-sync.js";
 import { formatTable, terminalSafe } from "../terminal-text.js";
 import { splitPem, uriSans } from "../x509-text.js";
@@ -79,7 +79,7 @@ function meshkeySource(addresses: { xds: string; admin: string }, nodeId: string
   };
   const secrets = async (): Promise<SecretRow[]> => {
     const c = await config();
-    const sds = await endpoints.adminJson<SdsDebugJson>("/debug/sds", { allow404: true });
+    const sds = await endpoints.adminJson<SdsDebugJson>(`/debug/sds?limit=${DEBUG_SDS_LIMIT}`, { allow404: true });
     if (!sds) throw new UnreachableError(`meshkey at ${addresses.admin} runs no SDS agent (--no-sds): no secrets to show`);
     const spiffeId = nodeSpiffeId(c, sds.trustDomain);
     const ident = sds.identities.find((i) => i.spiffeId === spiffeId);

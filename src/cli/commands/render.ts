@@ -4,6 +4,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { defaultMesh, loadMeshFile } from "../../mesh/index.js";
+import { DEFAULT_SDS_SOCKET } from "../../spiffe/index.js";
 import { RENDER_FORMATS, renderMesh, type RenderFormat } from "../../xds/index.js";
 import { parseFlags, runCommand, UsageError, type CliCommand } from "../command.js";
 
@@ -38,7 +39,7 @@ Options:
   --out DIR            output directory (created if missing)
   --format F           config-dump (default) or bootstrap
   --trust-domain TD    SPIFFE trust domain (default cluster.local)
-  --sds-socket PATH    SDS Unix socket referenced by TLS contexts (default /var/run/sds/uds_path)
+  --sds-socket PATH    SDS Unix socket referenced by TLS contexts (default ${DEFAULT_SDS_SOCKET})
   --token-path PATH    service-account token file sent to SDS (default /var/run/secrets/tokens/istio-token)
   --sds-mode MODE      google_grpc (default, the seeds' shape) or envoy_grpc (cluster sds-grpc)
   --admin-port N       admin port of a bootstrap (default 15000)
@@ -58,7 +59,7 @@ export const command: CliCommand = {
         out: { type: "string" },
         format: { type: "string", default: "config-dump" },
         "trust-domain": { type: "string", default: "cluster.local" },
-        "sds-socket": { type: "string", default: "/var/run/sds/uds_path" },
+        "sds-socket": { type: "string", default: DEFAULT_SDS_SOCKET },
         "token-path": { type: "string", default: "/var/run/secrets/tokens/istio-token" },
         "sds-mode": { type: "string", default: "google_grpc" },
         "admin-port": { type: "string", default: "15000" },

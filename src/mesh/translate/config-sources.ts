@@ -1,7 +1,9 @@
-// The two config sources every resource points at: ADS (for RDS/EDS) and the SDS
-// node agent. The SDS one is built afresh for each secret: the encoding is
+// The two config sources the translated resources point at: ADS (clusters' EDS and
+// listeners' RDS; one shared message) and the SDS node agent (TLS contexts' secrets).
+// The SDS one is built afresh for each secret from the options: the encoding is
 // deterministic, so equal options give byte-identical config sources everywhere
-// (Envoy opens one SDS stream per distinct config source), with no shared state.
+// (Envoy opens one SDS stream per secret name and distinct config source, so two
+// differing sources for one name would mean two streams).
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import {
@@ -13,13 +15,11 @@ import {
 import { FileBasedMetadataConfigSchema } from "../../../gen/envoy/config/grpc_credential/v3/file_based_metadata_pb.js";
 import { SdsSecretConfigSchema, type SdsSecretConfig } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import type { GrpcServiceSchema } from "../../../gen/envoy/config/core/v3/grpc_service_pb.js";
+import { SDS_TOKEN_HEADER } from "../../spiffe/index.js";
 import type { TranslateOptions } from "./resource-set.js";
 
-export const SDS_CREDENTIALS_HEADER = "istio_sds_credentials_header-bin";
 export const FILE_BASED_METADATA = "envoy.grpc_credentials.file_based_metadata";
 export const SDS_CLUSTER_NAME = "sds-grpc";
-export const SECRET_DEFAULT = "default";
-export const SECRET_ROOTCA = "ROOTCA";
 
 export const adsConfigSource: ConfigSource = create(ConfigSourceSchema, {
   configSourceSpecifier: { case: "ads", value: {} },
@@ -50,7 +50,7 @@ export function sdsConfigSource(opts: TranslateOptions): ConfigSource {
                           FileBasedMetadataConfigSchema,
                           create(FileBasedMetadataConfigSchema, {
                             secretData: { specifier: { case: "filename", value: opts.tokenPath } },
-                            headerKey: SDS_CREDENTIALS_HEADER,
+                            headerKey: SDS_TOKEN_HEADER,
                           }),
                         ),
                       },

@@ -1,9 +1,9 @@
 // Before a snapshot is published: every RDS / EDS / SDS name a resource refers to
-// exists in the set or is servable by the SDS agent.
+// exists in the set or is a name the SDS agent serves (src/spiffe's servedSecretKind).
 import { isMessage, type Message } from "@bufbuild/protobuf";
 import { anyUnpack, AnySchema } from "@bufbuild/protobuf/wkt";
 import type { SdsSecretConfig } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
-import { SECRET_DEFAULT, SECRET_ROOTCA } from "./config-sources.js";
+import { servedSecretKind } from "../../spiffe/index.js";
 import type { ResourceSet } from "./resource-set.js";
 import { resourceTypeRegistry } from "./type-registry.js";
 import { listenerAddress } from "./sidecar.js";
@@ -60,10 +60,10 @@ export function collectReferences(set: ResourceSet): References {
   return refs;
 }
 
-/** A secret name the SDS node agent serves. */
-export const servableSecret = (name: string) => name === SECRET_DEFAULT || name === SECRET_ROOTCA || name.startsWith("spiffe://");
-
-/** Problems found (empty when the set is consistent). */
+/**
+ * Problems found (empty when the set is consistent). Resources are shared by nodes,
+ * so an SDS name must be one the agent serves to every workload (`default`, `ROOTCA`).
+ */
 export function checkConsistency(set: ResourceSet): string[] {
   const refs = collectReferences(set);
   const problems: string[] = [];
@@ -73,7 +73,7 @@ export function checkConsistency(set: ResourceSet): string[] {
   for (const r of refs.routes) if (!routes.has(r)) problems.push(`RDS route configuration "${r}" is referenced but missing`);
   for (const c of refs.clusters) if (!clusters.has(c)) problems.push(`cluster "${c}" is referenced but missing`);
   for (const c of refs.edsClusters) if (!assignments.has(c)) problems.push(`EDS load assignment "${c}" is referenced but missing`);
-  for (const s of refs.secrets) if (!servableSecret(s)) problems.push(`SDS secret "${s}" cannot be served`);
+  for (const s of refs.secrets) if (servedSecretKind(s) === undefined) problems.push(`SDS secret "${s}" cannot be served`);
   const bound = new Map<string, string>();
   for (const l of set.listeners) {
     const a = listenerAddress(l);

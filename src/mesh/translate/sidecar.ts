@@ -11,9 +11,10 @@ import type { FilterChainSchema } from "../../../gen/envoy/config/listener/v3/li
 import type { ClusterLoadAssignment } from "../../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
 import { ListenerSchema, type Listener } from "../../../gen/envoy/config/listener/v3/listener_pb.js";
 import { RouteConfigurationSchema, type RouteConfiguration } from "../../../gen/envoy/config/route/v3/route_pb.js";
-import { mtlsModeOf, spiffeId, targetPort, type MeshModel, type MeshPort, type MeshService } from "../model.js";
-import type { SidecarIdentity } from "../node-info.js";
-import { workloadServices } from "../node-info.js";
+import { spiffeIdOf } from "../../spiffe/index.js";
+import { mtlsModeOf, targetPort, type MeshModel, type MeshPort, type MeshService } from "../model.js";
+import type { SidecarIdentity } from "../sidecar-identity.js";
+import { workloadServices } from "../sidecar-identity.js";
 import { adsConfigSource } from "./config-sources.js";
 import { loadAssignment, socketAddress } from "./endpoints.js";
 import { hcmFilter, inlineConnectionManager, rdsConnectionManager, tcpProxyFilter, tlsInspector } from "./filters.js";
@@ -62,7 +63,7 @@ function outboundCluster(mesh: MeshModel, svc: MeshService, port: MeshPort, opts
   if (mtlsModeOf(mesh, svc.namespace) !== "DISABLE") {
     cluster.transportSocket = upstreamTlsSocket(
       opts,
-      spiffeId(opts.trustDomain, svc.namespace, svc.serviceAccount),
+      spiffeIdOf(opts.trustDomain, svc),
       outboundSni(port.port, svc.host),
       alpnFor(port.protocol),
     );

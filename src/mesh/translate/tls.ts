@@ -10,7 +10,8 @@ import {
   UpstreamTlsContextSchema,
   type CommonTlsContext,
 } from "../../../gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
-import { SECRET_DEFAULT, SECRET_ROOTCA, sdsSecret } from "./config-sources.js";
+import { DEFAULT_SECRET_NAME, ROOT_SECRET_NAME, trustDomainId } from "../../spiffe/index.js";
+import { sdsSecret } from "./config-sources.js";
 import type { TranslateOptions } from "./resource-set.js";
 
 export const TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls";
@@ -38,9 +39,9 @@ function commonTls(
       },
     },
   });
-  ctx.tlsCertificateSdsSecretConfigs = [sdsSecret(SECRET_DEFAULT, opts)];
+  ctx.tlsCertificateSdsSecretConfigs = [sdsSecret(DEFAULT_SECRET_NAME, opts)];
   if (ctx.validationContextType.case === "combinedValidationContext") {
-    ctx.validationContextType.value.validationContextSdsSecretConfig = sdsSecret(SECRET_ROOTCA, opts);
+    ctx.validationContextType.value.validationContextSdsSecretConfig = sdsSecret(ROOT_SECRET_NAME, opts);
   }
   return ctx;
 }
@@ -58,7 +59,7 @@ export function upstreamTlsSocket(opts: TranslateOptions, spiffeId: string, sni:
 /** mTLS server side: a client certificate from the trust domain is required. */
 export function downstreamTlsSocket(opts: TranslateOptions, alpn: string[]): TransportSocket {
   const ctx = create(DownstreamTlsContextSchema, { requireClientCertificate: true });
-  ctx.commonTlsContext = commonTls(opts, { prefix: `spiffe://${opts.trustDomain}/` }, alpn);
+  ctx.commonTlsContext = commonTls(opts, { prefix: `${trustDomainId(opts.trustDomain)}/` }, alpn);
   return create(TransportSocketSchema, {
     name: TLS_TRANSPORT_SOCKET,
     configType: { case: "typedConfig", value: anyPack(DownstreamTlsContextSchema, ctx) },

@@ -1,5 +1,5 @@
 import type { MeshModel } from "../model.js";
-import { nodeKind, sidecarIdentity, type NodeInfo } from "../node-info.js";
+import { nodeKind, sidecarIdentity, type NodeInfo } from "../sidecar-identity.js";
 import { translateProxyless } from "./proxyless.js";
 import type { ResourceSet, TranslateOptions } from "./resource-set.js";
 import { translateSidecar } from "./sidecar.js";

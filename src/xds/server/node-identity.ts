@@ -5,23 +5,11 @@
 // could ask for, and read, another workload's configuration.
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { sidecarIdentity } from "../../mesh/index.js";
+import { parseSpiffeId, spiffeIdOf } from "../../spiffe/index.js";
 import type { WatchNode } from "../cache/watch.js";
 
 /** From a call's context to the SPIFFE ID its (verified) client certificate carries, if any. */
 export type PeerIdentityOf = (ctx: HandlerContext) => string | undefined;
-
-interface SpiffeParts {
-  trustDomain: string;
-  namespace: string;
-  serviceAccount: string;
-}
-
-const SPIFFE_WORKLOAD = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/;
-
-function parseSpiffeId(id: string): SpiffeParts | undefined {
-  const m = SPIFFE_WORKLOAD.exec(id);
-  return m ? { trustDomain: m[1]!, namespace: m[2]!, serviceAccount: m[3]! } : undefined;
-}
 
 const denied = (message: string) => new ConnectError(message, Code.PermissionDenied);
 
@@ -45,7 +33,7 @@ export function checkNodeIdentity(node: WatchNode, peerSpiffeId: string | undefi
   };
   const shown =
     claimedSpiffe ??
-    `spiffe://${claimed.trustDomain ?? peer.trustDomain}/ns/${claimed.namespace || "?"}/sa/${claimed.serviceAccount ?? "*"}`;
+    spiffeIdOf(claimed.trustDomain ?? peer.trustDomain, { namespace: claimed.namespace || "?", serviceAccount: claimed.serviceAccount ?? "*" });
   const mismatch = () => denied(`node "${node.id}" claims identity ${shown} but its client certificate is ${peerSpiffeId}`);
   if (!claimed.namespace) throw denied(`node "${node.id}" claims no namespace (node id or NAMESPACE metadata); its client certificate is ${peerSpiffeId}`);
   if (claimedSpiffe !== undefined && claimedSpiffe !== peerSpiffeId) throw mismatch();

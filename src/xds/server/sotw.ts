@@ -13,7 +13,7 @@ import {
 } from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import type { CancelWatch, ConfigWatcher, WatchNode, WatchResponse } from "../cache/watch.js";
 import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
-import { MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./node-info.js";
+import { MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./ads-limits.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
 import type { SyncTracker } from "./sync-tracker.js";
 import type { StreamDrain } from "./stream-drain.js";
