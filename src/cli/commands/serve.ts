@@ -2,6 +2,7 @@
 import type { CliCommand } from "../command.js";
 import { runCommand } from "../command.js";
 import { parseHostPort, resolveServeConfig, type ServeConfig } from "../serve-config.js";
+import { serveFlagsHelp } from "../serve-flags-help.js";
 import { startMeshkey, describeRunningMeshkey } from "../meshkey-process.js";
 import { createMeshkeyLogger } from "../log-output.js";
 
@@ -9,45 +10,8 @@ const help = `meshkey serve — run the CA, the SDS node agent, the ADS control 
 
 Usage: meshkey serve [--config FILE] [flags]
 
-Flags (the same kebab-case keys work in the YAML --config file; flags win):
-  --state-dir DIR          CA root and dev token issuer (mode 0600), never a workload key   [.meshkey]
-  --trust-domain TD        SPIFFE trust domain                                               [cluster.local]
-  --mesh FILE              mesh YAML (watched); default: the seeds' sample (httpbin, sleep in foo and bar).
-                           A change that is not valid, an empty file or one with no "services" key
-                           (write "services: []" for an empty mesh) is refused: the last good config serves
-  --max-mesh-bytes N       refuse a larger mesh file, before parsing it                      [16777216]
-  --guard-mass-removal     refuse a mesh change that removes more than half of the services
-                           (without it: a warning)
-  --sds-socket PATH        SDS Unix socket  [/var/run/sds/uds_path, else <state-dir>-sds/uds_path (0755) if /var/run/sds is not writable]
-  --xds-listen HOST:PORT   ADS + CSDS                                                        [127.0.0.1:15010]
-  --xds-tls-listen HOST:PORT
-                           ADS + CSDS over mTLS, as istiod's 15012: server certificate
-                           spiffe://<td>/ns/istio-system/sa/istiod from the in-process CA,
-                           client certificate required and matched to the node's identity
-                           (only when the CA runs in this process)
-                           [127.0.0.1:15011; port 0 when --xds-listen asks for port 0]
-  --ca-listen HOST:PORT    IstioCertificateService over TLS                                  [127.0.0.1:15012]
-  --admin-listen HOST:PORT /healthz /readyz /metrics /debug/{sds,syncz,config_dump}          [127.0.0.1:15014]
-  --cert-ttl DUR           workload certificate lifetime                                     [24h]
-  --max-cert-ttl DUR       longest lifetime a caller may ask for                             [90d]
-  --key-type T             ec-p256 | rsa-2048                                                [ec-p256]
-  --grace-ratio R          rotate when this fraction of the lifetime is left (±1% jitter)    [0.5]
-  --jwks FILE|URL          JWKS that verifies service-account tokens   [the dev issuer's, in --state-dir]
-  --jwt-issuer ISS         required iss (OIDC discovery when --jwks is not given)
-  --jwt-audience AUD       required aud                                                      [istio-ca]
-  --token-review URL       verify tokens with the Kubernetes TokenReview API instead
-  --ca-provider P          builtin | istio | vault: where the SDS agent gets certificates    [builtin]
-  --ca-address HOST:PORT   remote IstioCertificateService (with --ca-provider istio)
-  --ca-root-cert FILE      root PEM that the remote CA's TLS certificate chains to
-  --vault-address URL --vault-auth-path P --vault-role R --vault-sign-path P --vault-ca-cert FILE
-  --plugin-certs DIR       Istio cacerts (ca-cert.pem ca-key.pem root-cert.pem cert-chain.pem)
-  --token-path PATH        token file Envoy sends over SDS, written into pushed config
-                                                              [/var/run/secrets/tokens/istio-token]
-  --no-sds --no-xds --no-ca  leave a part out (split deployments)
-  --log-level L            fatal|error|warn|info|debug|trace|silent (logs go to stderr)     [info]
-  --log-format F           json (one JSON object a line) | text (ISO time, LEVEL, message,
-                           key=value)                                                        [json]
-
+Flags [default]:
+${serveFlagsHelp()}
 Examples:
   meshkey serve
   meshkey serve --mesh mesh.yaml --sds-socket /tmp/sds/uds_path
