@@ -33,9 +33,6 @@ export class CaProviderError extends Error {
   ) {
     super(message, options);
   }
-  get transient(): boolean {
-    return this.kind === "unavailable";
-  }
 }
 
 /** Normalises anything a provider threw into a CaProviderError (unknown failures count as transient). */

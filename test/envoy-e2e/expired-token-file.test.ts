@@ -11,7 +11,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import * as assert from "uvu/assert";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
 import { envoySuite } from "../support/envoy.js";
-import { createMeshWorld, httpGet, waitForSidecarSynced, type MeshWorld, type Sidecar, type Workload } from "../support/mesh-world.js";
+import { createMeshWorld, startTrafficPair, httpGet, waitForSidecarSynced, type MeshWorld, type Sidecar, type Workload } from "../support/mesh-world.js";
 
 const test = envoySuite("expired token file (real Envoy)");
 
@@ -74,15 +74,7 @@ test.before(async () => {
   writeToken(sleepW, await mint(sleepW, nowSeconds(), nowSeconds() + FIRST_TOKEN_SECONDS));
   writeToken(httpbinW, await mint(httpbinW, nowSeconds(), nowSeconds() + 3600));
   world.writeMesh([sleepW, httpbinW]);
-  await world.startApp(httpbinW);
-  sleep = await world.startSidecar(sleepW);
-  httpbin = await world.startSidecar(httpbinW);
-  await waitForSidecarSynced(sleep.envoy);
-  await waitForSidecarSynced(httpbin.envoy);
-  await sleep.envoy.waitFor("a 200 through both sidecars", async () => {
-    const r = await httpGet(sleepW.podIp, 8000, "httpbin.bar.svc.cluster.local:8000");
-    return r.status === 200;
-  });
+  ({ client: sleep, server: httpbin } = await startTrafficPair(world, sleepW, httpbinW));
 });
 
 test.after(async () => {

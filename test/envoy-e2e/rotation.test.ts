@@ -6,7 +6,7 @@ import { renameSync, writeFileSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 import * as assert from "uvu/assert";
 import { envoySuite, type EnvoyProcess } from "../support/envoy.js";
-import { createMeshWorld, httpGet, waitForSidecarSynced, type MeshWorld, type Sidecar } from "../support/mesh-world.js";
+import { createMeshWorld, startTrafficPair, httpGet, waitForSidecarSynced, type MeshWorld, type Sidecar } from "../support/mesh-world.js";
 
 const test = envoySuite("rotation (real Envoy)");
 
@@ -43,15 +43,7 @@ test.before(async () => {
   const sleepW = await world.workload({ name: "sleep", namespace: "foo", port: 80 });
   const httpbinW = await world.workload({ name: "httpbin", namespace: "bar" });
   world.writeMesh([sleepW, httpbinW]);
-  await world.startApp(httpbinW);
-  sleep = await world.startSidecar(sleepW);
-  httpbin = await world.startSidecar(httpbinW);
-  await waitForSidecarSynced(sleep.envoy);
-  await waitForSidecarSynced(httpbin.envoy);
-  await sleep.envoy.waitFor("a 200 through both sidecars", async () => {
-    const r = await httpGet(sleepW.podIp, 8000, "httpbin.bar.svc.cluster.local:8000");
-    return r.status === 200;
-  });
+  ({ client: sleep, server: httpbin } = await startTrafficPair(world, sleepW, httpbinW));
 });
 
 test.after(async () => {

@@ -9,7 +9,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import * as assert from "uvu/assert";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
 import { envoySuite } from "../support/envoy.js";
-import { createMeshWorld, httpGet, waitForSidecarSynced, type MeshWorld, type Sidecar, type Workload } from "../support/mesh-world.js";
+import { createMeshWorld, startTrafficPair, httpGet, waitForSidecarSynced, type MeshWorld, type Sidecar, type Workload } from "../support/mesh-world.js";
 import { startFlakyHttp, type FlakyHttpServer } from "../support/flaky-http.js";
 
 const test = envoySuite("verifier outage (real Envoy)");
@@ -84,15 +84,7 @@ test.before(async () => {
   const httpbinW = await world.workload({ name: "httpbin", namespace: "bar" });
   for (const w of [sleepW, httpbinW]) writeToken(w, await mint(w, k1.privateKey, "k1", FIRST_TOKEN_SECONDS));
   world.writeMesh([sleepW, httpbinW]);
-  await world.startApp(httpbinW);
-  sleep = await world.startSidecar(sleepW);
-  httpbin = await world.startSidecar(httpbinW);
-  await waitForSidecarSynced(sleep.envoy);
-  await waitForSidecarSynced(httpbin.envoy);
-  await sleep.envoy.waitFor("a 200 through both sidecars", async () => {
-    const r = await httpGet(sleepW.podIp, 8000, "httpbin.bar.svc.cluster.local:8000");
-    return r.status === 200;
-  });
+  ({ client: sleep, server: httpbin } = await startTrafficPair(world, sleepW, httpbinW));
 });
 
 test.after(async () => {

@@ -236,3 +236,21 @@ export async function waitForSidecarSynced(envoy: EnvoyProcess, listenerCount?: 
   await envoy.waitForStat("sds.ROOTCA.update_success", (v) => v >= 1);
   if (listenerCount !== undefined) await envoy.waitForStat("listener_manager.total_listeners_active", (v) => v >= listenerCount);
 }
+
+/**
+ * The setup most real-Envoy tests share: `server`'s app, a sidecar for `client` and
+ * one for `server`, both synced, and a request from the client's pod IP to
+ * `<server>.<ns>.svc.cluster.local:<port>` answered 200 through both sidecars.
+ */
+export async function startTrafficPair(world: MeshWorld, client: Workload, server: Workload): Promise<{ client: Sidecar; server: Sidecar }> {
+  await world.startApp(server);
+  const clientSidecar = await world.startSidecar(client);
+  const serverSidecar = await world.startSidecar(server);
+  await waitForSidecarSynced(clientSidecar.envoy);
+  await waitForSidecarSynced(serverSidecar.envoy);
+  await clientSidecar.envoy.waitFor("a 200 through both sidecars", async () => {
+    const r = await httpGet(client.podIp, server.port, `${server.name}.${server.namespace}.svc.cluster.local:${server.port}`);
+    return r.status === 200;
+  });
+  return { client: clientSidecar, server: serverSidecar };
+}
