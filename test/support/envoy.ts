@@ -4,7 +4,6 @@
 // waits on its admin (/ready, /stats?format=json) — never on sleeps —, keeps its log
 // for failure messages, and stops it by PID. Assertions read Envoy's admin.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
@@ -49,17 +48,8 @@ export function envoySuite(name: string): Test {
   return Object.assign(skipping, { ...s, only: s.skip, skip: s.skip, before: noHook, after: noHook, run: s.run });
 }
 
-/** A TCP port on 127.0.0.1 free at the time of asking (the kernel picks it). */
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolvePort(port));
-    });
-  });
-}
+/** A TCP port on 127.0.0.1 free at the time of asking: the demo's own helper. */
+export { freePort } from "../../src/cli/demo-envoy-process.js";
 
 export interface EnvoyProcess {
   readonly pid: number;
