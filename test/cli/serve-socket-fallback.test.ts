@@ -69,6 +69,10 @@ function nonRootUnavailable(): string | undefined {
   if (spawnSync("runuser", ["--help"]).error) return "runuser is not available";
   if (uidOf("nobody") === undefined) return "no user nobody";
   if (!clientUser()) return "no second non-root user to run the client as";
+  // The agent runs as nobody from this checkout: a clone under a 0700 directory is out of its reach.
+  if (spawnSync("runuser", ["-u", "nobody", "--", "test", "-r", resolve("bin/meshkey.js")]).status !== 0) {
+    return `user nobody cannot read ${resolve("bin/meshkey.js")} (a parent directory is not world-searchable)`;
+  }
   return undefined;
 }
 
