@@ -9,7 +9,7 @@ import * as assert from "uvu/assert";
 import { ClientStatusDiscoveryService, ConfigStatus, type ClientStatusResponse } from "../../gen/envoy/service/status/v3/csds_pb.js";
 import { ClientResourceStatus } from "../../gen/envoy/admin/v3/config_dump_shared_pb.js";
 import { envoySuite, freePort, type EnvoyProcess } from "../support/envoy.js";
-import { createMeshWorld, httpGet, waitForSidecarSynced, type MeshWorld, type Sidecar, type Workload } from "../support/mesh-world.js";
+import { createMeshWorld, startTrafficPair, httpGet, waitForSidecarSynced, type MeshWorld, type Sidecar, type Workload } from "../support/mesh-world.js";
 
 const test = envoySuite("ads");
 
@@ -86,12 +86,7 @@ test.before(async () => {
   const httpbinW = await world.workload({ name: "httpbin", namespace: "bar" });
   serving = [sleepW, httpbinW];
   world.writeMesh(serving);
-  await world.startApp(httpbinW);
-  sleep = await world.startSidecar(sleepW);
-  httpbin = await world.startSidecar(httpbinW);
-  await waitForSidecarSynced(sleep.envoy);
-  await waitForSidecarSynced(httpbin.envoy);
-  await sleep.envoy.waitFor("a 200 from httpbin.bar through the sidecars", async () => (await through(sleep, 8000, "httpbin.bar:8000")).status === 200);
+  ({ client: sleep, server: httpbin } = await startTrafficPair(world, sleepW, httpbinW));
 });
 
 test.after(async () => {

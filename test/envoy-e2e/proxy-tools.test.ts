@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:net";
 import * as assert from "uvu/assert";
 import { envoySuite, freePort } from "../support/envoy.js";
-import { createMeshWorld, waitForSidecarSynced, type MeshWorld, type Sidecar, type Workload } from "../support/mesh-world.js";
+import { createMeshWorld, startTrafficPair, waitForSidecarSynced, type MeshWorld, type Sidecar, type Workload } from "../support/mesh-world.js";
 
 const test = envoySuite("proxy-tools");
 
@@ -39,11 +39,7 @@ test.before(async () => {
   const httpbinW = await world.workload({ name: "httpbin", namespace: "bar" });
   serving = [sleepW, httpbinW];
   world.writeMesh(serving);
-  await world.startApp(httpbinW);
-  sleep = await world.startSidecar(sleepW);
-  httpbin = await world.startSidecar(httpbinW);
-  await waitForSidecarSynced(sleep.envoy);
-  await waitForSidecarSynced(httpbin.envoy);
+  ({ client: sleep, server: httpbin } = await startTrafficPair(world, sleepW, httpbinW));
 });
 
 test.after(async () => {
