@@ -136,11 +136,16 @@ interface Trial {
   errors: Record<string, number>;
 }
 
+/** Extra Node flags for meshkey's server child, e.g. ADS_BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" to profile it. */
+function serverNodeArgs(): string[] {
+  return (process.env.ADS_BENCH_SERVER_NODE_ARGS ?? "").split(" ").filter((a) => a.length > 0);
+}
+
 async function runTrial(server: ServerName, n: number, s: number, dir: string, peer: string): Promise<Trial> {
   const cmd =
     server === "gcp-snapshot" || server === "gcp-linear"
       ? [peer, "-cache", server === "gcp-snapshot" ? "snapshot" : "linear", "-a", join(dir, "gen-A.bin"), "-b", join(dir, "gen-B.bin")]
-      : [process.execPath, "--import", "tsx", "--expose-gc", "bench/xds/meshkey-ads-server.ts", "--services", String(s), "--sidecars", String(n), "--mode", server === "meshkey-fanout" ? "fanout" : "translate"];
+      : [process.execPath, ...serverNodeArgs(), "--import", "tsx", "--expose-gc", "bench/xds/meshkey-ads-server.ts", "--services", String(s), "--sidecars", String(n), "--mode", server === "meshkey-fanout" ? "fanout" : "translate"];
   const srv = new ServerProc(pinned(0, cmd, false));
   let client: ChildProcess | undefined;
   try {

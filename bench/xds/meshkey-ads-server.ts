@@ -6,6 +6,9 @@
 //   switch   --mode translate: controller.setMesh(B) (translation + fan-out);
 //            --mode fanout: cache.setSnapshot of the prepared snapshots (fan-out only) → "ok switch <ms>"
 // First line: "listening <port>".
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { parseMesh, translateForNode } from "../../src/mesh/index.js";
@@ -28,6 +31,7 @@ const server = await startXdsServer({
   connectionLimits: { maxConnections: sidecars + 1000 },
 });
 let prepared: Array<[string, Snapshot]> = [];
+const profile = switchProfiler(process.env.ADS_BENCH_PROFILE_DIR);
 gc();
 process.stdout.write(`listening ${server.port}\n`);
 
@@ -42,6 +46,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     prepared = cache.connectedNodes().map((node) => [node.id, snapshotFromResources(translateForNode(meshB, node, TRANSLATE), intern)]);
     process.stdout.write(`ok prepare ${(performance.now() - t0).toFixed(0)}\n`);
   } else if (line === "switch") {
+    await profile.start();
     if (mode === "translate") {
       const problems = controller.setMesh(meshB);
       if (problems.length > 0) process.stdout.write(`error ${problems.join("; ")}\n`);
@@ -49,11 +54,42 @@ for await (const line of createInterface({ input: process.stdin })) {
       for (const [id, snap] of prepared) cache.setSnapshot(id, snap);
     }
     process.stdout.write(`ok switch ${(performance.now() - t0).toFixed(0)}\n`);
+    profile.stopAfter(Number(process.env.ADS_BENCH_PROFILE_MS ?? 8_000));
   } else {
     process.stdout.write(`error unknown command ${JSON.stringify(line)}\n`);
   }
 }
 // stdin closed: the harness is done.
+await profile.stop();
 controller.close();
 await server.close(1000);
 process.exit(0);
+
+/**
+ * ADS_BENCH_PROFILE_DIR=dir: a CPU profile of the switch and the push after it (ADS_BENCH_PROFILE_MS, default 8 s),
+ * written as <dir>/<mode>-switch.cpuprofile; `--cpu-prof` would mix in the connection storm and the preparation.
+ */
+function switchProfiler(dir: string | undefined) {
+  const session = dir === undefined ? undefined : new Session();
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  return {
+    async start() {
+      if (!session) return;
+      session.connect();
+      await session.post("Profiler.enable");
+      await session.post("Profiler.start");
+    },
+    stopAfter(ms: number) {
+      if (session) timer = setTimeout(() => void this.stop(), ms);
+    },
+    async stop() {
+      if (!session || dir === undefined || stopped) return;
+      stopped = true;
+      clearTimeout(timer);
+      const { profile: p } = await session.post("Profiler.stop");
+      writeFileSync(join(dir, `${mode}-switch.cpuprofile`), JSON.stringify(p));
+      session.disconnect();
+    },
+  };
+}
