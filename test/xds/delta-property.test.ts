@@ -5,10 +5,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import fc from "fast-check";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { pino } from "pino";
-import { DeltaDiscoveryRequestSchema, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
+import { DeltaDiscoveryRequestSchema, DeltaDiscoveryResponseSchema, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { createSnapshotCache, createSyncTracker } from "../../src/xds/index.js";
 import { deltaStream } from "../../src/xds/server/delta.js";
 import { snap, TypeUrl } from "./helpers/ads-client.js";
@@ -45,7 +45,9 @@ async function run(startWildcard: boolean, ops: Op[]) {
   let last: DeltaDiscoveryResponse | undefined;
   const gen = deltaStream(input, ac.signal, { watcher: cache, tracker: createSyncTracker(), logger: pino({ level: "silent" }) });
   const pump = (async () => {
-    for await (const r of gen) {
+    for await (const sent of gen) {
+      // As a client reads it: the server sends resources as ready-encoded bytes (packed-resources.ts).
+      const r = fromBinary(DeltaDiscoveryResponseSchema, toBinary(DeltaDiscoveryResponseSchema, sent));
       for (const res of r.resources) client.set(res.name, res.version);
       for (const n of r.removedResources) client.delete(n);
       last = r;

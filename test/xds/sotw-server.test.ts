@@ -71,7 +71,8 @@ test("a request with a stale nonce is ignored; the current nonce is answered", a
   await s.nothing();
   await s.send(req(TypeUrl.Endpoint, ["a", "b"], r2));
   const r3 = await s.next();
-  assert.equal(namesOf(r3, s2), ["a", "b"]);
+  // EDS is answered per resource: "a" at version 2 came in r2, so only the newly asked "b" follows.
+  assert.equal(namesOf(r3, s2), ["b"]);
 });
 
 const wildcardCases: Array<{ name: string; first: string[]; later: string[]; expectFirst: string[]; expectAfterAdd: string[] }> = [
@@ -104,7 +105,7 @@ test("names that do not exist are not waited for: the request is answered with w
   assert.equal(namesOf(await s.next(), s1), ["a"]);
 });
 
-test("a changed subscription is answered at once, even at the same version", async () => {
+test("a changed subscription is answered at once, even at the same version, with the newly asked resources", async () => {
   const s1 = snap({ EDS: { a: "1", b: "1" } });
   h.cache.setSnapshot("test-node", s1);
   const s = h.sotw();
@@ -113,7 +114,45 @@ test("a changed subscription is answered at once, even at the same version", asy
   await s.send(req(TypeUrl.Endpoint, ["a", "b"], r1));
   const r2 = await s.next();
   assert.is(r2.versionInfo, r1.versionInfo);
-  assert.equal(namesOf(r2, s1), ["a", "b"]);
+  assert.equal(namesOf(r2, s1), ["b"]);
+});
+
+// SotW LDS/CDS responses are the whole state (a missing resource is removed); EDS and RDS are
+// per resource, so a change sends only what changed (Envoy updates just the watches named).
+const changeCases: Array<{ name: string; type: "CDS" | "EDS" | "RDS"; typeUrl: string; names: string[]; expect: string[] }> = [
+  { name: "a change to one cluster resends every cluster (full state)", type: "CDS", typeUrl: TypeUrl.Cluster, names: [], expect: ["a", "b", "c"] },
+  { name: "a change to one load assignment sends only that one", type: "EDS", typeUrl: TypeUrl.Endpoint, names: ["a", "b", "c"], expect: ["b"] },
+  { name: "a change to one route configuration sends only that one", type: "RDS", typeUrl: TypeUrl.Route, names: ["a", "b", "c"], expect: ["b"] },
+];
+for (const c of changeCases) {
+  test(c.name, async () => {
+    h.cache.setSnapshot("test-node", snap({ [c.type]: { a: "1", b: "1", c: "1" } }));
+    const s = h.sotw();
+    await s.send(req(c.typeUrl, c.names));
+    const r1 = await s.next();
+    await s.send(req(c.typeUrl, c.names, r1));
+    const s2 = snap({ [c.type]: { a: "1", b: "2", c: "1" } });
+    h.cache.setSnapshot("test-node", s2);
+    const r2 = await s.next();
+    assert.is.not(r2.versionInfo, r1.versionInfo);
+    assert.equal(namesOf(r2, s2), c.expect);
+  });
+}
+
+test("after a NACK, the next EDS response carries everything changed since the last ACK", async () => {
+  h.cache.setSnapshot("test-node", snap({ EDS: { a: "1", b: "1" } }));
+  const s = h.sotw();
+  await s.send(req(TypeUrl.Endpoint, ["a", "b"]));
+  const r1 = await s.next();
+  await s.send(req(TypeUrl.Endpoint, ["a", "b"], r1));
+  h.cache.setSnapshot("test-node", snap({ EDS: { a: "2", b: "1" } }));
+  const r2 = await s.next();
+  await s.send(req(TypeUrl.Endpoint, ["a", "b"], r2, { versionInfo: r1.versionInfo, errorDetail: { code: 3, message: "bad a" } }));
+  const s3 = snap({ EDS: { a: "2", b: "3" } });
+  h.cache.setSnapshot("test-node", s3);
+  const r3 = await s.next();
+  // The client rejected a@2 with r2: it still holds a@1, so a comes again with b.
+  assert.equal(namesOf(r3, s3), ["a", "b"]);
 });
 
 test("unsubscribing from every name of a type stops its pushes", async () => {

@@ -48,19 +48,34 @@ interface DeltaWatch {
 }
 type Watch = SotwWatch | DeltaWatch;
 
+const NO_RESOURCES: ReadonlyMap<string, CachedResource> = new Map();
+/** A type snapshot's resources as an array, built once per snapshot and shared by every wildcard stream. */
+const valuesOf = new WeakMap<ReadonlyMap<string, CachedResource>, CachedResource[]>();
+function allOf(resources: ReadonlyMap<string, CachedResource>): CachedResource[] {
+  let all = valuesOf.get(resources);
+  if (!all) valuesOf.set(resources, (all = [...resources.values()]));
+  return all;
+}
+
 function sotwResponse(snapshot: Snapshot, req: WatchRequest): WatchResponse | undefined {
   // A type the snapshot has nothing of is an empty state with its own version.
   const t = snapshot.get(req.typeUrl);
   const version = t?.version ?? "empty";
   if (version === req.knownVersion && !req.force) return undefined;
-  const all = t?.resources ?? new Map<string, CachedResource>();
-  const resources = req.wildcard
-    ? [...all.values()]
+  const state = t?.resources ?? NO_RESOURCES;
+  const wanted = req.wildcard
+    ? allOf(state)
     : [...req.names].sort().flatMap((n) => {
-        const r = all.get(n);
+        const r = state.get(n);
         return r ? [r] : [];
       });
-  return { typeUrl: req.typeUrl, version, resources };
+  const held = req.held;
+  if (!held) return { typeUrl: req.typeUrl, version, resources: wanted, state };
+  // Per-resource type: only what the client lacks (new to its subscription, or another version).
+  const resources = wanted.filter((r) => (held.names !== undefined && !held.names.has(r.name)) || held.resources.get(r.name)?.version !== r.version);
+  // A subscription change that brings nothing new, at a version the client has: nothing to say.
+  if (resources.length === 0 && version === req.knownVersion) return undefined;
+  return { typeUrl: req.typeUrl, version, resources, state };
 }
 
 function deltaResponse(snapshot: Snapshot, req: DeltaWatchRequest): DeltaWatchResponse | undefined {

@@ -2,9 +2,9 @@
 // its packed Any (shared by every stream that sends it) and a version that is a hash
 // of its deterministic encoding; a type's version is a hash over its resources.
 import { createHash } from "node:crypto";
-import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { AnySchema, type Any } from "@bufbuild/protobuf/wkt";
-import { create } from "@bufbuild/protobuf";
 
 export interface CachedResource {
   readonly name: string;
@@ -13,6 +13,12 @@ export interface CachedResource {
   readonly version: string;
   /** The resource packed once; the same object goes into every response. */
   readonly any: Any;
+  /**
+   * `any` as it goes on the wire inside a response: its length, then its encoding (the `value`
+   * of `any` is a view into these bytes, not a copy). Responses carry it verbatim (see
+   * packed-resources.ts), so a thousand streams sending the same resource never re-encode it.
+   */
+  readonly wire: Uint8Array;
   /** Resources of other types this one needs (an EDS cluster's load assignment, a listener's routes). */
   readonly references: readonly ResourceRef[];
 }
@@ -45,7 +51,17 @@ export function cacheResource<Desc extends DescMessage>(
 ): CachedResource {
   const value = toBinary(schema, message);
   const typeUrl = `type.googleapis.com/${schema.typeName}`;
-  return { name, typeUrl, version: hash(value), any: create(AnySchema, { typeUrl, value }), references };
+  const { any, wire } = packAny(typeUrl, value);
+  return { name, typeUrl, version: hash(value), any, wire, references };
+}
+
+/** An Any and its length-prefixed encoding, the Any's value viewing the encoding's last bytes. */
+export function packAny(typeUrl: string, value: Uint8Array): { any: Any; wire: Uint8Array } {
+  const body = toBinary(AnySchema, create(AnySchema, { typeUrl, value }));
+  const wire = new BinaryWriter().uint32(body.length).raw(body).finish();
+  // The value is the Any's last field: its bytes end the encoding.
+  const any = create(AnySchema, { typeUrl, value: wire.subarray(wire.length - value.length) });
+  return { any, wire };
 }
 
 /** Builds a snapshot from already cached resources, grouped by their type URL. */

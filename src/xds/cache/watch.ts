@@ -18,12 +18,27 @@ export interface WatchRequest {
   knownVersion: string;
   /** Respond even when the version is known (the subscription changed). */
   force: boolean;
+  /**
+   * What the client holds (the state of the last response it ACKed), for a type that is not
+   * full-state: the response then carries only the resources it lacks or has at another version.
+   * Undefined: every asked resource is sent.
+   */
+  held?: HeldState;
+}
+
+export interface HeldState {
+  /** The type's resources at the ACKed version (the cache's own map, shared, not a copy). */
+  readonly resources: ReadonlyMap<string, CachedResource>;
+  /** The names the client was subscribed to then; undefined for a wildcard subscription. */
+  readonly names: ReadonlySet<string> | undefined;
 }
 
 export interface WatchResponse {
   typeUrl: string;
   version: string;
   resources: CachedResource[];
+  /** The type's resources at `version` (the cache's map): what the client holds once it ACKs. */
+  state: ReadonlyMap<string, CachedResource>;
 }
 
 export interface DeltaWatchRequest {

@@ -12,6 +12,14 @@ export const TypeUrl = {
 
 export type KnownTypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
 
+/**
+ * Types whose every SotW response is the whole state (a resource left out is removed):
+ * listeners and clusters. Endpoints, routes and secrets are answered per resource, so a
+ * SotW response of those types need only carry what the client does not hold yet (Envoy's
+ * gRPC mux updates just the watches a response names; gRFC A53 for gRPC clients).
+ */
+export const FULL_STATE_TYPES: ReadonlySet<string> = new Set([TypeUrl.Listener, TypeUrl.Cluster]);
+
 /** Order in which updates of several types are sent on one ADS stream. */
 export const PUSH_ORDER: readonly string[] = [TypeUrl.Cluster, TypeUrl.Endpoint, TypeUrl.Listener, TypeUrl.Route, TypeUrl.Secret];
 

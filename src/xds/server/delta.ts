@@ -4,16 +4,15 @@
 // wildcard of an empty first subscribe); removed_resources; stale nonces never
 // block subscription changes; updates drain in CDS → EDS → LDS → RDS order and
 // removals after them, in reverse order.
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
-  DeltaDiscoveryResponseSchema,
   type DeltaDiscoveryRequest,
   type DeltaDiscoveryResponse,
 } from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import type { CancelWatch, DeltaWatchResponse, WatchNode } from "../cache/watch.js";
 import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
 import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./ads-limits.js";
+import { deltaResponseMessage } from "./packed-resources.js";
 import type { StreamDeps } from "./sotw.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
 
@@ -132,13 +131,10 @@ export async function* deltaStream(
       for (const r of next.updated) st.known.set(r.name, r.version);
       for (const n of next.removed) st.known.delete(n);
       tracker.sent(node.id, next.typeUrl, next.systemVersion, nonce, next.updated.length);
-      const response = create(DeltaDiscoveryResponseSchema, {
-        systemVersionInfo: next.systemVersion,
-        typeUrl: next.typeUrl,
-        nonce,
-        resources: next.updated.map((r) => ({ name: r.name, version: r.version, resource: r.any })),
-        removedResources: next.removed,
-      });
+      const response = deltaResponseMessage(
+        { systemVersionInfo: next.systemVersion, typeUrl: next.typeUrl, nonce, removedResources: next.removed },
+        next.updated,
+      );
       // Keep watching: what was just sent is now known, so only later changes answer.
       if (st.cancel === undefined) watch(next.typeUrl, st);
       return response;

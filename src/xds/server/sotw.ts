@@ -3,17 +3,17 @@
 // recorded and nothing is resent until the snapshot changes; a stale nonce is
 // ignored; legacy wildcard (empty names on the first request) and "*"; pushes of
 // several types drain in CDS → EDS → LDS → RDS order, a shrinking LDS/CDS last.
-import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
-  DiscoveryResponseSchema,
   type DiscoveryRequest,
   type DiscoveryResponse,
 } from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
-import type { CancelWatch, ConfigWatcher, WatchNode, WatchResponse } from "../cache/watch.js";
-import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
+import type { CachedResource } from "../cache/snapshot.js";
+import type { CancelWatch, ConfigWatcher, HeldState, WatchNode, WatchResponse } from "../cache/watch.js";
+import { FULL_STATE_TYPES, PUSH_ORDER, pushRank } from "../resource/type-urls.js";
 import { MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./ads-limits.js";
+import { sotwResponseMessage } from "./packed-resources.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
 import type { SyncTracker } from "./sync-tracker.js";
 import type { StreamDrain } from "./stream-drain.js";
@@ -33,7 +33,11 @@ interface TypeState {
   /** The last of our nonces the client answered (ACK or NACK). */
   answered: string;
   versionSent: string;
-  sentNames: Set<string>;
+  /** The resources of the last response sent (for the make-before-break order of a shrinking LDS/CDS). */
+  sentResources: readonly CachedResource[];
+  /** What the last response brings the client once it ACKs it; held: what the client ACKed. */
+  sent: HeldState | undefined;
+  held: HeldState | undefined;
   names: Set<string>;
   wildcard: boolean;
   legacyWildcard: boolean;
@@ -73,7 +77,7 @@ export async function* sotwStream(
     let st = states.get(typeUrl);
     if (!st) {
       if (states.size >= MAX_TYPES_PER_STREAM) throw new ConnectError(`too many types on one stream (MAX_TYPES_PER_STREAM ${MAX_TYPES_PER_STREAM})`, Code.ResourceExhausted);
-      st = { nonce: "", answered: "", versionSent: "", sentNames: new Set(), names: new Set(), wildcard: false, legacyWildcard: false, subscribed: false, cancel: undefined };
+      st = { nonce: "", answered: "", versionSent: "", sentResources: [], sent: undefined, held: undefined, names: new Set(), wildcard: false, legacyWildcard: false, subscribed: false, cancel: undefined };
       states.set(typeUrl, st);
     }
     if (st.nonce !== "" && req.responseNonce !== st.nonce) {
@@ -87,6 +91,7 @@ export async function* sotwStream(
         log.warn({ typeUrl, version: st.versionSent, error: req.errorDetail.message }, "NACK");
       } else {
         tracker.acked(nodeId, typeUrl, req.versionInfo);
+        st.held = st.sent;
       }
     }
     const asked = req.resourceNames;
@@ -110,14 +115,20 @@ export async function* sotwStream(
     let fired = false;
     const cancel = watcher.createWatch(
       nodeId,
-      { typeUrl, names, wildcard, knownVersion: st.versionSent, force: changed },
+      {
+        typeUrl,
+        names,
+        wildcard,
+        knownVersion: st.versionSent,
+        force: changed,
+        ...(st.held && !FULL_STATE_TYPES.has(typeUrl) ? { held: st.held } : {}),
+      },
       (response) => {
         fired = true;
         state.cancel = undefined;
         // LDS/CDS that drop something the client has go after the other types (make before break).
-        const now = new Set(response.resources.map((r) => r.name));
         let shrinks = false;
-        for (const n of state.sentNames) if (!now.has(n)) shrinks = true;
+        if (FULL_STATE_TYPES.has(typeUrl)) for (const r of state.sentResources) if (!response.state.has(r.name)) shrinks = true;
         queue.put(typeUrl, pushRank(typeUrl) + (shrinks ? PUSH_ORDER.length + 1 : 0), response);
       },
     );
@@ -131,14 +142,10 @@ export async function* sotwStream(
       const nonce = String(++nonces);
       st.nonce = nonce;
       st.versionSent = next.version;
-      st.sentNames = new Set(next.resources.map((r) => r.name));
+      st.sentResources = next.resources;
+      st.sent = { resources: next.state, names: st.wildcard ? undefined : st.names };
       tracker.sent(node.id, next.typeUrl, next.version, nonce, next.resources.length);
-      return create(DiscoveryResponseSchema, {
-        versionInfo: next.version,
-        typeUrl: next.typeUrl,
-        nonce,
-        resources: next.resources.map((r) => r.any),
-      });
+      return sotwResponseMessage({ versionInfo: next.version, typeUrl: next.typeUrl, nonce }, next.resources);
     });
   } finally {
     untrack?.();

