@@ -129,7 +129,8 @@ test("#426: a named subset is answered with what exists at once, and a missing n
   await d.nothing(1);
   const s2 = snap({ EDS: { a: "1", later: "1" } });
   h.cache.setSnapshot("test-node", s2);
-  assert.equal(namesOf(await s.next(), s2), ["a", "later"]);
+  // SotW EDS is answered per resource: the client holds "a" at this version, so only "later" comes.
+  assert.equal(namesOf(await s.next(), s2), ["later"]);
   const d2: DeltaDiscoveryResponse = await d.next();
   assert.equal(d2.resources.map((r) => r.name), ["later"]);
 });
@@ -164,15 +165,16 @@ ${extra}`;
     assert.is(c2.typeUrl, TypeUrl.Cluster);
     assert.is(c2.resources.length, 2);
     await s.send({ node: n, typeUrl: TypeUrl.Cluster, versionInfo: c2.versionInfo, responseNonce: c2.nonce });
-    // EDS's type version moved too (it holds the new load assignment), so the old name is pushed again;
-    // the client answers that push with the new cluster's name added, as Envoy does after CDS.
+    // EDS's type version moved too (it holds the new load assignment): the client is told the new
+    // version, without its unchanged assignment again (SotW EDS is per resource), and answers with
+    // the new cluster's name added, as Envoy does after CDS.
     const ep = await s.next();
-    assert.equal([ep.typeUrl, ep.resources.length], [TypeUrl.Endpoint, 1]);
+    assert.equal([ep.typeUrl, ep.resources.length], [TypeUrl.Endpoint, 0]);
     const eds2 = "outbound|9090||second.foo.svc.cluster.local";
     await s.send({ node: n, typeUrl: TypeUrl.Endpoint, resourceNames: [eds1, eds2], versionInfo: ep.versionInfo, responseNonce: ep.nonce });
     const e2: DiscoveryResponse = await s.next(1000);
     assert.is(e2.typeUrl, TypeUrl.Endpoint);
-    assert.equal([e2.versionInfo, e2.resources.length], [ep.versionInfo, 2]);
+    assert.equal([e2.versionInfo, e2.resources.length], [ep.versionInfo, 1]); // the new name only
   } finally {
     controller.close();
     await own.close();
