@@ -4,12 +4,12 @@
 // destroy what is still open after a grace period. Without closing sessions an
 // idle client keeps the process alive.
 import * as http2 from "node:http2";
-import { setMaxListeners } from "node:events";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { X509Certificate } from "node:crypto";
 import { createContextKey, createContextValues, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createShutdownSignal } from "./shutdown-signal.js";
 
 /** Largest gRPC message accepted or sent by default (4 MiB, gRPC's own default). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -105,41 +105,28 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Start
   const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
   const closedByServer = (reason: ConnectionCloseReason) => options.onConnectionClosed?.(reason);
   const settings: http2.Settings = { maxConcurrentStreams: limits.maxConcurrentStreams };
-  let shuttingDown = false;
 
-  // One connect adapter, with its own shutdown signal, per HTTP/2 session. connect
-  // links every call's signal to the adapter's shutdown signal, and adding a
-  // listener to an AbortSignal costs O(listeners already there): one server-wide
-  // signal made opening N streams O(N²) (seconds at 10k streams). Per session, the
-  // cost is bounded by the streams of one connection.
-  const perSession = new Map<http2.ServerHttp2Session, { handler: ReturnType<typeof connectNodeAdapter>; shutdown: AbortController }>();
-  const adapterFor = (session: http2.ServerHttp2Session) => {
-    let entry = perSession.get(session);
-    if (!entry) {
-      const shutdown = new AbortController();
-      setMaxListeners(0, shutdown.signal);
-      if (shuttingDown) shutdown.abort();
-      // The handshake is over when the session exists, and a connection keeps its
-      // peer: read the verified client certificate once per session.
-      const peer = options.tls?.requestCert ? peerCertificateOfSession(session) : undefined;
-      entry = {
-        shutdown,
-        handler: connectNodeAdapter({
-          routes: options.routes,
-          grpc: true,
-          connect: false,
-          grpcWeb: false,
-          readMaxBytes: maxBytes,
-          writeMaxBytes: maxBytes,
-          shutdownSignal: shutdown.signal,
-          ...(peer ? { contextValues: () => createContextValues().set(PEER_CERTIFICATE, peer) } : {}),
-        }),
-      };
-      perSession.set(session, entry);
-      session.once("close", () => perSession.delete(session));
-    }
-    return entry.handler;
+  // One connect adapter for every connection, its shutdown signal O(1) per call (shutdown-signal.ts).
+  const shutdown = createShutdownSignal();
+  // The handshake is over when the session exists, and a connection keeps its peer:
+  // the verified client certificate is read once per session.
+  const peers = new WeakMap<http2.ServerHttp2Session, X509Certificate | undefined>();
+  const peerOf = (session: http2.ServerHttp2Session) => {
+    if (!peers.has(session)) peers.set(session, peerCertificateOfSession(session));
+    return peers.get(session);
   };
+  const adapter = connectNodeAdapter({
+    routes: options.routes,
+    grpc: true,
+    connect: false,
+    grpcWeb: false,
+    readMaxBytes: maxBytes,
+    writeMaxBytes: maxBytes,
+    shutdownSignal: shutdown.signal,
+    ...(options.tls?.requestCert
+      ? { contextValues: (req) => createContextValues().set(PEER_CERTIFICATE, peerOf((req as http2.Http2ServerRequest).stream.session as http2.ServerHttp2Session)) }
+      : {}),
+  });
   const handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     // Envoy's google_grpc client on a Unix socket sends the percent-encoded socket
     // path as :authority ("tmp%2Fsds%2Fuds_path"); connect builds a URL from it and
@@ -148,7 +135,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Start
     const authority = req.headers[":authority"];
     if (typeof authority !== "string" || !USABLE_AUTHORITY.test(authority)) req.headers[":authority"] = "localhost";
     try {
-      adapterFor(req.stream.session as http2.ServerHttp2Session)(req, res);
+      adapter(req, res);
     } catch {
       if (!res.headersSent) res.writeHead(400).end();
       else req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
@@ -265,8 +252,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Start
     },
     close(graceMs = 2_000) {
       closing ??= (async () => {
-        shuttingDown = true;
-        for (const { shutdown } of perSession.values()) shutdown.abort();
+        shutdown.abort();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const s of sessions) s.close();
         const timer = setTimeout(() => {
