@@ -10,6 +10,7 @@ import { clientStatus } from "./server/csds.js";
 import { deltaStream } from "./server/delta.js";
 import { checkNodeIdentity, type PeerIdentityOf } from "./server/node-identity.js";
 import { sotwStream, type StreamDeps } from "./server/sotw.js";
+import { createNameInterner } from "./server/name-interner.js";
 import { createStreamDrain } from "./server/stream-drain.js";
 import { createSyncTracker, type NodeSyncStatus, type SyncTracker } from "./server/sync-tracker.js";
 
@@ -74,6 +75,7 @@ export async function startXdsServer(options: XdsServerOptions): Promise<Running
   const drain = createStreamDrain();
   const deps = {
     drain,
+    intern: createNameInterner(),
     watcher: options.cache,
     cache: options.cache,
     tracker,

@@ -102,7 +102,7 @@ export async function* deltaStream(
     // Subscription changes apply even when the nonce is stale.
     for (const name of req.resourceNamesSubscribe) {
       if (name === "*") st.wildcard = true;
-      else st.subscribed.add(name);
+      else st.subscribed.add(deps.intern ? deps.intern(name) : name);
     }
     if (st.subscribed.size > MAX_NAMES_PER_REQUEST) {
       throw new ConnectError(`too many names subscribed to ${typeUrl} on one stream (MAX_NAMES_PER_REQUEST ${MAX_NAMES_PER_REQUEST})`, Code.ResourceExhausted);

@@ -13,6 +13,7 @@ import type { CachedResource } from "../cache/snapshot.js";
 import type { CancelWatch, ConfigWatcher, HeldState, WatchNode, WatchResponse } from "../cache/watch.js";
 import { FULL_STATE_TYPES, PUSH_ORDER, pushRank } from "../resource/type-urls.js";
 import { MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./ads-limits.js";
+import type { NameInterner } from "./name-interner.js";
 import { sotwResponseMessage } from "./packed-resources.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
 import type { SyncTracker } from "./sync-tracker.js";
@@ -26,6 +27,8 @@ export interface StreamDeps {
   checkNode?: (node: WatchNode) => void;
   /** Told whether this stream is settled (nothing queued, every response answered), for shutdown. */
   drain?: StreamDrain;
+  /** One string per resource name across streams (default: names kept as each request sent them). */
+  intern?: NameInterner;
 }
 
 interface TypeState {
@@ -98,8 +101,11 @@ export async function* sotwStream(
     if (!st.subscribed && asked.length === 0) st.legacyWildcard = true;
     if (asked.length > 0 && !asked.includes("*")) st.legacyWildcard = false;
     const wildcard = asked.includes("*") || (asked.length === 0 && st.legacyWildcard);
-    const names = new Set(asked.filter((n) => n !== "*"));
+    const intern = deps.intern ?? ((n: string) => n);
+    let names = new Set(asked.flatMap((n) => (n === "*" ? [] : [intern(n)])));
     const changed = st.subscribed && (wildcard !== st.wildcard || !sameSet(names, st.names));
+    // An ACK repeats the names: the set the stream holds (and what it was sent) stays the one object.
+    if (st.subscribed && sameSet(names, st.names)) names = st.names;
     st.subscribed = true;
     st.wildcard = wildcard;
     st.names = names;
