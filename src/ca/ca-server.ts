@@ -12,10 +12,15 @@ import { startGrpcServer, type RunningGrpcServer, type StartedGrpcServer } from 
 import type { CertificateAuthority } from "./certificate-authority.js";
 import { createRenewingServerCertificate } from "./server-certificate.js";
 import { AuthenticationError, InvalidRequestError, VerifierUnavailableError } from "./errors.js";
+import { CryptoPoolError } from "./crypto-pool.js";
 import { unverifiedClaims, type TokenAuthenticator } from "./jwt-authenticator.js";
 
 export interface CaServerOptions {
   ca: CertificateAuthority;
+  /**
+   * Verifies the token of every request. meshkey serve gives it the verifier itself, not the
+   * withVerifiedTokenMemo one that the node agent and its in-process CA provider share.
+   */
   authenticator: TokenAuthenticator;
   listen: { host: string; port: number };
   logger?: Logger;
@@ -113,6 +118,11 @@ export function caRoutes(options: Omit<CaServerOptions, "listen">): (router: Con
             throw new ConnectError(err.message, Code.InvalidArgument);
           }
           metrics.csrs.inc({ result: "error" });
+          // The signing workers are all busy (their queue is full) or one stopped: retry later.
+          if (err instanceof CryptoPoolError) {
+            log.warn({ err: err.message }, "CreateCertificate: signing workers unavailable");
+            throw new ConnectError("the CA is busy, retry later", Code.Unavailable);
+          }
           log.error({ err: (err as Error).message }, "CreateCertificate: signing failed");
           throw new ConnectError("signing failed", Code.Internal);
         }

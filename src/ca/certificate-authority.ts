@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { join } from "node:path";
 import { DerError, fromPem, octetString, pemBlocks, toPem, readNode, children, content, TAG, expectTag } from "./der.js";
 import { InvalidRequestError, StateDirError } from "./errors.js";
+import type { CryptoPool, PoolSigningKey } from "./crypto-pool.js";
 import { spiffeIdOf, type WorkloadIdentity } from "../spiffe/index.js";
 import { checkTrustDomain, invalidIdentityReason, type KeyType } from "./identity.js";
 import { createExclusive, ensureStateDir, readIfExists, readPrivateKeyIfExists } from "./state-files.js";
@@ -17,6 +18,7 @@ import {
   authorityKeyIdentifier,
   basicConstraints,
   buildCertificate,
+  buildTbsCertificate,
   extKeyUsage,
   extension,
   keyIdentifier,
@@ -26,8 +28,10 @@ import {
   parseCsr,
   randomSerial,
   signingKeyOf,
+  signTbs,
   subjectAltName,
   verifyCsr,
+  type ParsedCsr,
   type SigningKey,
   type SubjectAltNames,
 } from "./x509.js";
@@ -43,6 +47,11 @@ export interface CertificateAuthorityOptions {
   certTtlSeconds?: number;
   /** Largest TTL a caller may ask for (90d). */
   maxCertTtlSeconds?: number;
+  /**
+   * Verify CSRs and sign leaves on these worker threads (the signing key is handed to them in
+   * memory). Default: on the calling thread, as signSync does.
+   */
+  cryptoPool?: CryptoPool;
 }
 
 export interface CertificateAuthority {
@@ -130,17 +139,20 @@ export class BuiltinCertificateAuthority implements CertificateAuthority {
   readonly #issuer: Issuer;
   readonly #defaultTtl: number;
   readonly #maxTtl: number;
+  readonly #pooled: PoolSigningKey | undefined;
 
   constructor(
     readonly trustDomain: string,
     issuer: Issuer,
     defaultTtl: number,
     maxTtl: number,
+    pool?: CryptoPool,
   ) {
     this.#issuer = issuer;
     this.rootCertPem = issuer.rootPem;
     this.#defaultTtl = defaultTtl;
     this.#maxTtl = maxTtl;
+    this.#pooled = pool?.addSigningKey(issuer.signer.key);
   }
 
   get defaultTtlSeconds(): number {
@@ -150,26 +162,39 @@ export class BuiltinCertificateAuthority implements CertificateAuthority {
     return this.#maxTtl;
   }
 
+  /** With a crypto pool, the CSR check and the signature run on a worker; the rest (cheap) here. */
   async sign(csrPem: string, identity: WorkloadIdentity, ttlSeconds?: number): Promise<string[]> {
-    return this.signSync(csrPem, identity, ttlSeconds);
+    const pooled = this.#pooled;
+    if (!pooled) return this.signSync(csrPem, identity, ttlSeconds);
+    const { der, csr, ttl } = this.#readRequest(csrPem, identity, ttlSeconds);
+    const tbs = this.#leafTbs(csr.spki, { uris: [spiffeIdOf(this.trustDomain, identity)] }, ttl, this.#issuer.leafExtensions);
+    const leaf = await pooled.verifyCsrAndSign(der, tbs);
+    return [toPem("CERTIFICATE", leaf), ...this.#issuer.chainAfterLeaf];
   }
 
   /** The hot path, synchronous: parse + verify the CSR, build and sign the leaf. */
   signSync(csrPem: string, identity: WorkloadIdentity, ttlSeconds?: number): string[] {
-    const invalid = invalidIdentityReason(identity);
-    if (invalid) throw new InvalidRequestError(`cannot issue a certificate: ${invalid}`);
-    const ttl = this.#ttl(ttlSeconds);
-    let spki: Buffer;
+    const { csr, ttl } = this.#readRequest(csrPem, identity, ttlSeconds);
     try {
-      const der = csrDerOf(csrPem);
-      const csr = parseCsr(der);
       verifyCsr(csr);
-      spki = csr.spki;
     } catch (err) {
       throw new InvalidRequestError(`bad CSR: ${(err as Error).message}`);
     }
-    const leaf = this.#issue(spki, { uris: [spiffeIdOf(this.trustDomain, identity)] }, ttl, this.#issuer.leafExtensions);
+    const leaf = this.#issue(csr.spki, { uris: [spiffeIdOf(this.trustDomain, identity)] }, ttl, this.#issuer.leafExtensions);
     return [toPem("CERTIFICATE", leaf), ...this.#issuer.chainAfterLeaf];
+  }
+
+  /** The identity, the TTL and the parsed CSR (its signature not yet checked); throws InvalidRequestError. */
+  #readRequest(csrPem: string, identity: WorkloadIdentity, ttlSeconds: number | undefined): { der: Buffer; csr: ParsedCsr; ttl: number } {
+    const invalid = invalidIdentityReason(identity);
+    if (invalid) throw new InvalidRequestError(`cannot issue a certificate: ${invalid}`);
+    const ttl = this.#ttl(ttlSeconds);
+    try {
+      const der = csrDerOf(csrPem);
+      return { der, csr: parseCsr(der), ttl };
+    } catch (err) {
+      throw new InvalidRequestError(`bad CSR: ${(err as Error).message}`);
+    }
   }
 
   #ttl(ttlSeconds: number | undefined): number {
@@ -184,8 +209,12 @@ export class BuiltinCertificateAuthority implements CertificateAuthority {
   }
 
   #issue(spki: Buffer, sans: SubjectAltNames, ttl: number, extensions: Buffer[]): Buffer {
+    return signTbs(this.#issuer.signer, this.#leafTbs(spki, sans, ttl, extensions));
+  }
+
+  #leafTbs(spki: Buffer, sans: SubjectAltNames, ttl: number, extensions: Buffer[]): Buffer {
     const { notBefore, notAfter } = validity(this.#issuer, ttl);
-    return buildCertificate({
+    return buildTbsCertificate({
       serial: randomSerial(),
       signer: this.#issuer.signer,
       issuer: this.#issuer.subject,
@@ -419,5 +448,5 @@ export async function openCertificateAuthority(options: CertificateAuthorityOpti
     const root = await loadOrCreateRoot(options.stateDir, options.trustDomain, options.keyType ?? "ec-p256");
     issuer = makeIssuer(signingKeyOf(root.key), fromPem(root.certPem, "CERTIFICATE"), [root.certPem], root.certPem);
   }
-  return new BuiltinCertificateAuthority(options.trustDomain, issuer, defaultTtl, maxTtl);
+  return new BuiltinCertificateAuthority(options.trustDomain, issuer, defaultTtl, maxTtl, options.cryptoPool);
 }

@@ -186,8 +186,9 @@ export interface TbsSpec {
 
 const VERSION_3 = explicit(0, smallInteger(2));
 
-export function buildCertificate(spec: TbsSpec): Buffer {
-  const tbs = sequence(
+/** The TBSCertificate DER of `spec` (what the issuer signs); only the signer's AlgorithmIdentifier is read. */
+export function buildTbsCertificate(spec: Omit<TbsSpec, "signer"> & { signer: Pick<SigningKey, "algorithmIdentifier"> }): Buffer {
+  return sequence(
     VERSION_3,
     unsignedInteger(spec.serial),
     spec.signer.algorithmIdentifier,
@@ -197,7 +198,10 @@ export function buildCertificate(spec: TbsSpec): Buffer {
     spec.spki,
     explicit(3, sequence(...spec.extensions)),
   );
-  return signTbs(spec.signer, tbs);
+}
+
+export function buildCertificate(spec: TbsSpec): Buffer {
+  return signTbs(spec.signer, buildTbsCertificate(spec));
 }
 
 // ---------------------------------------------------------------- parsing

@@ -9,14 +9,18 @@ import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import {
   canIssueServerCertificates,
   CONTROL_PLANE_IDENTITY,
+  createCryptoPool,
   createJwtAuthenticator,
   createTokenReviewAuthenticator,
+  defaultCryptoWorkers,
   DEV_JWKS_FILE,
   fingerprintSha256,
   openCertificateAuthority,
   openDevTokenIssuer,
   startCaServer,
+  withVerifiedTokenMemo,
   type CertificateAuthority,
+  type CryptoPool,
   type DevTokenIssuer,
   type JwtAuthenticatorOptions,
   type TokenAuthenticator,
@@ -113,6 +117,16 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
   log.info({ admin: admin.address }, "admin server listening; /readyz is 503 until every part is up");
 
   try {
+    // Key generation (agent) and CSR verification and signing (CA) run on worker threads, so
+    // that the main thread keeps to the protocols; --crypto-workers 0 keeps them here.
+    const cryptoWorkers = config.cryptoWorkers ?? defaultCryptoWorkers();
+    let cryptoPool: CryptoPool | undefined;
+    if (cryptoWorkers > 0 && (needLocalCa || config.sds)) {
+      const pool = createCryptoPool({ workers: cryptoWorkers });
+      cryptoPool = pool;
+      // First in, last out: every part that submits jobs has stopped before the workers go.
+      stops.push(() => pool.close());
+    }
     if (needLocalCa) {
       ca = await openCertificateAuthority({
         stateDir,
@@ -121,6 +135,7 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
         pluginCertsDir: config.pluginCerts,
         certTtlSeconds: config.certTtlSeconds,
         maxCertTtlSeconds: config.maxCertTtlSeconds,
+        ...(cryptoPool ? { cryptoPool } : {}),
       });
       ready.ca = true;
     }
@@ -134,6 +149,10 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
       log.warn({ jwks: config.jwks ?? config.jwtIssuer }, "token verifier keys could not be loaded at start: not ready until they are");
     }
     warnOnTokenAndRotationMismatch(config, log);
+    // The SDS server verifies the token that opens a stream and the builtin CA provider the same
+    // token again for the CSR: one memo shared by both makes that one verification (one
+    // TokenReview call). The CA server over TLS gets the verifier itself: it checks every token.
+    const agentAuthenticator = withVerifiedTokenMemo(authenticator);
 
     if (config.ca && ca) {
       const caServer = await startCaServer({
@@ -151,7 +170,7 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
     let sdsSocketPath = config.sdsSocket;
     let sdsDebug: (() => SdsDebugSnapshot) | undefined;
     if (config.sds) {
-      const caProvider = await createCaProvider(config, ca, authenticator);
+      const caProvider = await createCaProvider(config, ca, agentAuthenticator);
       // A remote CA (istio, vault) is probed periodically: /readyz says when it is out of reach.
       const reach = createCaReachability({ provider: caProvider, logger: log.child({ part: "sds-cache" }), registry });
       if (reach) {
@@ -166,6 +185,7 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
         graceRatio: config.graceRatio,
         certTtlSeconds: config.certTtlSeconds,
         ...(localCa ? { rootCertPem: () => localCa.rootCertPem } : {}),
+        ...(cryptoPool ? { createKeyAndCsr: cryptoPool.createKeyAndCsr } : {}),
         logger: log.child({ part: "sds-cache" }),
         registry,
       });
@@ -175,7 +195,7 @@ export async function startMeshkey(config: ServeConfig, log: Logger): Promise<Ru
       const sds: RunningSdsServer = await startSdsServer({
         socketPath: sdsSocketPath,
         cache,
-        authenticator,
+        authenticator: agentAuthenticator,
         logger: log.child({ part: "sds" }),
         registry,
       });

@@ -25,11 +25,12 @@ const durationPattern = "^(\\d+(\\.\\d+)?)(ms|s|m|h|d)?((\\d+(\\.\\d+)?)(ms|s|m|
  * - `listen`: HOST:PORT, checked from the flag and the file;
  * - `duration`: "24h", "90d", "1h30m" or seconds, held as seconds;
  * - `bytes`: a whole number, at least 1; `ratio`: a number strictly between 0 and 1;
+ * - `count`: a whole number, 0 or more (without a default: undefined, chosen at run time);
  * - `enum`: one of `values`;
  * - `enable`: a flag that turns something on (file: the same key, true or false);
  * - `disable`: a `--no-X` flag that leaves a part out (file: key `X`, true or false).
  */
-export type ServeOptionKind = "string" | "listen" | "duration" | "bytes" | "ratio" | "enum" | "enable" | "disable";
+export type ServeOptionKind = "string" | "listen" | "duration" | "bytes" | "ratio" | "count" | "enum" | "enable" | "disable";
 
 interface OptionBase {
   /** Flag name without `--`; also the YAML key (a `disable` flag's key drops its `no-`). */
@@ -50,6 +51,7 @@ export type ServeOptionSpec = OptionBase &
     | { readonly kind: "listen"; readonly default: string }
     | { readonly kind: "duration"; readonly default: string }
     | { readonly kind: "bytes" | "ratio"; readonly default: number }
+    | { readonly kind: "count"; readonly default?: number }
     | { readonly kind: "enum"; readonly values: readonly [string, ...string[]]; readonly default: string }
     | { readonly kind: "enable" | "disable" }
   );
@@ -96,6 +98,14 @@ export const serveOptions = [
   { flag: "max-cert-ttl", key: "maxCertTtlSeconds", kind: "duration", arg: "DUR", default: "90d", help: "longest lifetime a caller may ask for" },
   { flag: "key-type", key: "keyType", kind: "enum", values: ["ec-p256", "rsa-2048"], default: "ec-p256", help: "workload key type" },
   { flag: "grace-ratio", key: "graceRatio", kind: "ratio", arg: "R", default: 0.5, help: "rotate when this fraction of the lifetime is left (±1% jitter)" },
+  {
+    flag: "crypto-workers",
+    key: "cryptoWorkers",
+    kind: "count",
+    arg: "N",
+    defaultText: "the CPUs Node.js may use (os.availableParallelism())",
+    help: "worker threads that make workload keys and CSRs and verify and sign CSRs for the in-process CA; 0: on the main thread",
+  },
   { flag: "jwks", key: "jwks", kind: "string", arg: "FILE|URL", defaultText: "the dev issuer's, in --state-dir", help: "JWKS that verifies service-account tokens" },
   { flag: "jwt-issuer", key: "jwtIssuer", kind: "string", arg: "ISS", help: "required iss (OIDC discovery when --jwks is not given)" },
   { flag: "jwt-audience", key: "jwtAudience", kind: "string", arg: "AUD", default: "istio-ca", help: "required aud" },
@@ -143,6 +153,10 @@ type ValueOf<O extends ServeOption> = O extends { kind: "enum"; values: readonly
   ? V
   : O extends { kind: "duration" | "bytes" | "ratio" }
     ? number
+    : O extends { kind: "count"; default: number }
+      ? number
+      : O extends { kind: "count" }
+        ? number | undefined
     : O extends { kind: "enable" | "disable" }
       ? boolean
       : O extends { default: string }
@@ -190,6 +204,8 @@ function fileSchemaOf(option: ServeOptionSpec): object {
       return { anyOf: [{ type: "string", pattern: durationPattern }, { type: "number", exclusiveMinimum: 0 }] };
     case "bytes":
       return { anyOf: [{ type: "integer", minimum: 1 }, { type: "string", pattern: "^[0-9]+$" }] };
+    case "count":
+      return { anyOf: [{ type: "integer", minimum: 0 }, { type: "string", pattern: "^[0-9]+$" }] };
     case "ratio":
       return { type: "number", exclusiveMinimum: 0, exclusiveMaximum: 1 };
     case "enum":
@@ -271,6 +287,11 @@ function parseOptionValue(option: ServeOptionSpec, text: string, where: string):
       if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
         throw new UsageError(`${where}: must be a whole number of bytes (at least 1), got "${text}"`);
       }
+      return n;
+    }
+    case "count": {
+      const n = Number(text);
+      if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n)) throw new UsageError(`${where}: must be a whole number (0 or more), got "${text}"`);
       return n;
     }
     case "ratio": {

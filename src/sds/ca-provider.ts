@@ -44,10 +44,17 @@ export function toCaProviderError(err: unknown): CaProviderError {
 
 export interface BuiltinCaProviderOptions {
   ca: CertificateAuthority;
+  /**
+   * Who the token names. Give it the same withVerifiedTokenMemo authenticator as the SDS server:
+   * the server has just verified the token that opened the stream, so issuance verifies it once.
+   */
   authenticator: TokenAuthenticator;
 }
 
-/** Signs with the CA in this process; the identity comes from the token, as the CA server does it. */
+/**
+ * Signs with the CA in this process; the identity comes from the token, as the CA server does it.
+ * A CA whose signing workers are busy or stopped (CryptoPoolError) is "unavailable": retried with backoff.
+ */
 export function createBuiltinCaProvider(options: BuiltinCaProviderOptions): CaProvider {
   const { ca, authenticator } = options;
   return {
