@@ -69,13 +69,11 @@ export interface JwtAuthenticatorOptions {
   /** Allow-list (default: asymmetric only). */
   algorithms?: string[];
   /**
-   * How long a verified token is remembered, keyed by its exact text (default 10 s; 0: never).
-   * The node agent verifies a token when a stream opens and the builtin CA verifies the same
-   * token again a few milliseconds later; a remembered token is never accepted after its `exp`
-   * (without leeway), and at most 1024 tokens are kept.
+   * @deprecated Ignored: this authenticator verifies every token it is given. To verify a token
+   * once for the node agent and the in-process CA, wrap any authenticator in withVerifiedTokenMemo.
    */
   verifiedTokenCacheMs?: number;
-  /** The clock, in milliseconds since the epoch (default Date.now): exp, nbf, iat and the remembered tokens. */
+  /** The clock, in milliseconds since the epoch (default Date.now): exp, nbf and iat. */
   now?: () => number;
   /** JWKS from a URL or OIDC: background refresh age and the unknown-kid refresh rate limit. */
   remoteKeySet?: Omit<RemoteKeySetOptions, "now">;
@@ -85,7 +83,6 @@ export const DEFAULT_AUDIENCE = "istio-ca";
 export const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
 /** Longest token accepted (projected tokens are ~1 KiB). */
 const MAX_TOKEN_BYTES = 16 * 1024;
-const VERIFIED_TOKENS_MAX = 1024;
 
 /**
  * The workload identity in Kubernetes service-account claims; throws AuthenticationError.
@@ -297,11 +294,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
   const algorithms = checkAlgorithms(options.algorithms ?? ASYMMETRIC_ALGORITHMS);
   const audience = options.audience ?? DEFAULT_AUDIENCE;
   const leeway = options.leewaySeconds ?? 60;
-  const rememberMs = options.verifiedTokenCacheMs ?? 10_000;
   const now = options.now ?? Date.now;
-  if (!(rememberMs >= 0)) throw new RangeError(`verifiedTokenCacheMs must be >= 0, got ${rememberMs}`);
-  /** Verified tokens (exact text) and until when they may be accepted without verifying again. */
-  const verified = new Map<string, { caller: AuthenticatedCaller; until: number }>();
   const src = options.jwks;
   let issuer = options.issuer;
   let getKey: JWTVerifyGetKey;
@@ -333,11 +326,6 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
       if (typeof token !== "string" || token.length === 0) throw new AuthenticationError("no token");
       if (token.length > MAX_TOKEN_BYTES) throw new AuthenticationError("token too large");
       const t = now();
-      const known = verified.get(token);
-      if (known) {
-        if (t < known.until) return { ...known.caller };
-        verified.delete(token);
-      }
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, getKey, {
@@ -363,17 +351,11 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): TokenA
         );
       }
       const id = identityFromClaims(payload);
-      const caller: AuthenticatedCaller = {
+      return {
         ...id,
         subject: typeof payload.sub === "string" ? payload.sub : `system:serviceaccount:${id.namespace}:${id.serviceAccount}`,
         expiresAt: typeof payload.exp === "number" ? new Date(payload.exp * 1000) : undefined,
       };
-      const until = Math.min(t + rememberMs, caller.expiresAt?.getTime() ?? 0);
-      if (until > t) {
-        if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
-        verified.set(token, { caller, until });
-      }
-      return { ...caller };
     },
     ready: () => remote?.loaded() ?? true,
     expects: () => ({ ...(issuer !== undefined ? { issuer } : {}), audience, keys: keysSource() }),
