@@ -201,21 +201,7 @@ async function refused(t: string, message: RegExp = /./): Promise<void> {
   assert.unreachable("accepted");
 }
 
-test("a remembered token is refused from the moment it expires (no leeway for a remembered token)", async () => {
-  const strict = createJwtAuthenticator({ jwks: { keys: jwks }, issuer: ISS, leewaySeconds: 0 });
-  const t = await token({ exp: now() + 1 });
-  await strict.authenticate(t);
-  await strict.authenticate(t); // remembered
-  await new Promise((r) => setTimeout(r, Math.max(0, (now() + 1) * 1000 - Date.now()) + 50));
-  try {
-    await strict.authenticate(t);
-    assert.unreachable("accepted");
-  } catch (err) {
-    assert.match((err as Error).message, /token expired at /);
-  }
-});
-
-test("a remembered token with its signature altered is verified again and refused", async () => {
+test("a verified token with its signature altered is refused", async () => {
   const t = await token();
   await authn.authenticate(t);
   const sig = t.slice(t.lastIndexOf(".") + 1);
@@ -224,7 +210,7 @@ test("a remembered token with its signature altered is verified again and refuse
   await refused(`${t}.`);
 });
 
-test("each authentication of a remembered token gets its own caller object", async () => {
+test("each authentication of the same token gets its own caller object", async () => {
   const t = await token();
   const a = await authn.authenticate(t);
   a.namespace = "kube-system";

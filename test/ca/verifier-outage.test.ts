@@ -96,7 +96,7 @@ test("once loaded, the JWKS URL going down changes nothing for tokens of known k
   try {
     // refreshMs 0: every call wants a background refresh, which fails while the server is down.
     const a = createJwtAuthenticator({
-      jwks: { url: `${s.base}/jwks.json` }, issuer: ISS, verifiedTokenCacheMs: 0,
+      jwks: { url: `${s.base}/jwks.json` }, issuer: ISS,
       remoteKeySet: { refreshMs: 0, unknownKidCooldownMs: 0 },
     });
     await a.warmUp!();
