@@ -5,10 +5,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import fc from "fast-check";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { pino } from "pino";
-import { DiscoveryRequestSchema, type DiscoveryRequest, type DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
+import { DiscoveryRequestSchema, DiscoveryResponseSchema, type DiscoveryRequest, type DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { createSnapshotCache, createSyncTracker } from "../../src/xds/index.js";
 import { sotwStream } from "../../src/xds/server/sotw.js";
 import { snap, TypeUrl } from "./helpers/ads-client.js";
@@ -27,7 +27,8 @@ async function run(ops: Op[]) {
   const received: DiscoveryResponse[] = [];
   const gen = sotwStream(input, ac.signal, { watcher: cache, tracker: createSyncTracker(), logger: pino({ level: "silent" }) });
   const pump = (async () => {
-    for await (const r of gen) received.push(r);
+    // As a client reads it: the server sends pre-encoded bodies (packed-resources.ts).
+    for await (const r of gen) received.push(fromBinary(DiscoveryResponseSchema, toBinary(DiscoveryResponseSchema, r)));
   })();
   const send = (r: Partial<Pick<DiscoveryRequest, "versionInfo" | "responseNonce">> & { error?: string }) =>
     input.write(

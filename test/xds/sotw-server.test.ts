@@ -2,12 +2,12 @@
 // server scenarios): ACK, NACK, stale nonce, wildcard, named subsets, push order.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { pino } from "pino";
 import { Registry } from "prom-client";
-import { DiscoveryRequestSchema, type DiscoveryRequest, type DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
+import { DiscoveryRequestSchema, DiscoveryResponseSchema, type DiscoveryRequest, type DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { ConfigStatus, type ClientStatusRequestSchema, type ClientStatusResponse } from "../../gen/envoy/service/status/v3/csds_pb.js";
 import { createSnapshotCache, createSyncTracker } from "../../src/xds/index.js";
 import { startHarness as startOwnHarness } from "./helpers/ads-client.js";
@@ -174,7 +174,8 @@ test("an unsubscribe drops the response queued for the old subscription", async 
   const gen = sotwStream(input, ac.signal, { watcher: cache, tracker: createSyncTracker(), logger: pino({ level: "silent" }) });
   const mk = (names: string[], nonce = "", version = "") => create(DiscoveryRequestSchema, { node: { id: "n" }, typeUrl: TypeUrl.Endpoint, resourceNames: names, responseNonce: nonce, versionInfo: version });
   void input.write(mk(["a"]));
-  const r1 = (await gen.next()).value as DiscoveryResponse;
+  const sent = (await gen.next()).value as DiscoveryResponse;
+  const r1 = fromBinary(DiscoveryResponseSchema, toBinary(DiscoveryResponseSchema, sent)); // as the client reads it
   await input.write(mk(["a"], r1.nonce, r1.versionInfo));
   cache.setSnapshot("n", snap({ EDS: { a: "2" } })); // queued: nobody reads the stream now
   await new Promise((r) => setTimeout(r, 20));
