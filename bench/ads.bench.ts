@@ -151,7 +151,7 @@ async function runTrial(server: ServerName, n: number, s: number, dir: string, p
   try {
     const port = Number((await srv.next("listening", 120_000)).split(" ")[1]);
     await sleep(500);
-    await srv.command("gc", 30_000);
+    await srv.command("gc", 180_000);
     const idle = rssKiB(srv.pid);
     client = pinned(1, [process.execPath, "--import", "tsx", "bench/xds/sidecar-ads-client.ts"], true);
     await clientMessage(client, "started", 30_000);
@@ -163,7 +163,7 @@ async function runTrial(server: ServerName, n: number, s: number, dir: string, p
       console.log(`  ${server}: not all in sync in ${syncLimit} ms; client status ${JSON.stringify(await clientMessage(client, "status", 10_000))}`);
     }
     await sleep(1_000);
-    await srv.command("gc", 30_000);
+    await srv.command("gc", 180_000);
     const rss = rssKiB(srv.pid);
     if (server === "meshkey-fanout") console.log(`  prepared B: ${(await srv.command("prepare", 600_000)).split(" ")[2]} ms (untimed)`);
     client.send({ type: "watch", changedRoutes: changedRoutes(s) });

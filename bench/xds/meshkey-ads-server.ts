@@ -10,6 +10,7 @@ import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { writeHeapSnapshot } from "node:v8";
 import { parseArgs } from "node:util";
 import { parseMesh, translateForNode } from "../../src/mesh/index.js";
 import { createMeshController, createSnapshotCache, snapshotFromResources, startXdsServer, type Snapshot } from "../../src/xds/index.js";
@@ -40,6 +41,13 @@ for await (const line of createInterface({ input: process.stdin })) {
   if (line === "gc") {
     gc();
     gc();
+    if (process.env.ADS_BENCH_MEMORY === "1") {
+      // Where the RSS goes (stderr, for the reader): V8 heap, buffers outside it, the rest (nghttp2, code, stacks).
+      const m = process.memoryUsage();
+      const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+      if (cache.connectedNodes().length > 0 && process.env.ADS_BENCH_HEAP_SNAPSHOT) writeHeapSnapshot(process.env.ADS_BENCH_HEAP_SNAPSHOT);
+      process.stderr.write(`meshkey server: rss ${mib(m.rss)}, heap used ${mib(m.heapUsed)} of ${mib(m.heapTotal)}, external ${mib(m.external)} (array buffers ${mib(m.arrayBuffers)}), ${cache.connectedNodes().length} nodes\n`);
+    }
     process.stdout.write("ok gc\n");
   } else if (line === "prepare") {
     const intern: Parameters<typeof snapshotFromResources>[1] = new Map();
