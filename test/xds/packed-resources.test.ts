@@ -17,7 +17,7 @@ for (const n of [0, 1, 3, 200]) {
     const rs = clusters(n);
     for (const nonce of ["1", "2"]) {
       // Twice: the second response reuses the body encoded for the first.
-      const got = fromBinary(DiscoveryResponseSchema, toBinary(DiscoveryResponseSchema, sotwResponseMessage({ versionInfo: "v7", typeUrl, nonce }, rs)));
+      const got = fromBinary(DiscoveryResponseSchema, toBinary(DiscoveryResponseSchema, sotwResponseMessage({ versionInfo: "v7", typeUrl, nonce }, rs, true)));
       const want = create(DiscoveryResponseSchema, { versionInfo: "v7", typeUrl, nonce, resources: rs.map((r) => r.any) });
       assert.ok(equals(DiscoveryResponseSchema, got, want), `nonce ${nonce}`);
     }
@@ -34,8 +34,8 @@ for (const n of [0, 1, 3, 200]) {
 
 test("the same resources at another version get their own body", () => {
   const rs = clusters(2);
-  const first = fromBinary(DiscoveryResponseSchema, toBinary(DiscoveryResponseSchema, sotwResponseMessage({ versionInfo: "a", typeUrl, nonce: "1" }, rs)));
-  const second = fromBinary(DiscoveryResponseSchema, toBinary(DiscoveryResponseSchema, sotwResponseMessage({ versionInfo: "b", typeUrl, nonce: "2" }, rs)));
+  const first = fromBinary(DiscoveryResponseSchema, toBinary(DiscoveryResponseSchema, sotwResponseMessage({ versionInfo: "a", typeUrl, nonce: "1" }, rs, true)));
+  const second = fromBinary(DiscoveryResponseSchema, toBinary(DiscoveryResponseSchema, sotwResponseMessage({ versionInfo: "b", typeUrl, nonce: "2" }, rs, true)));
   assert.equal([first.versionInfo, second.versionInfo], ["a", "b"]);
 });
 

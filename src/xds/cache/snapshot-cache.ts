@@ -57,25 +57,35 @@ function allOf(resources: ReadonlyMap<string, CachedResource>): CachedResource[]
   return all;
 }
 
+/** Whether `names` is exactly every resource of the state (Envoy asks for every cluster's EDS). */
+function namesAll(names: ReadonlySet<string>, state: ReadonlyMap<string, CachedResource>): boolean {
+  if (names.size !== state.size) return false;
+  for (const n of names) if (!state.has(n)) return false;
+  return true;
+}
+
 function sotwResponse(snapshot: Snapshot, req: WatchRequest): WatchResponse | undefined {
   // A type the snapshot has nothing of is an empty state with its own version.
   const t = snapshot.get(req.typeUrl);
   const version = t?.version ?? "empty";
   if (version === req.knownVersion && !req.force) return undefined;
   const state = t?.resources ?? NO_RESOURCES;
-  const wanted = req.wildcard
+  const everything = req.wildcard || namesAll(req.names, state);
+  const wanted = everything
     ? allOf(state)
     : [...req.names].sort().flatMap((n) => {
         const r = state.get(n);
         return r ? [r] : [];
       });
   const held = req.held;
-  if (!held) return { typeUrl: req.typeUrl, version, resources: wanted, state };
   // Per-resource type: only what the client lacks (new to its subscription, or another version).
-  const resources = wanted.filter((r) => (held.names !== undefined && !held.names.has(r.name)) || held.resources.get(r.name)?.version !== r.version);
+  const lacking = held
+    ? wanted.filter((r) => (held.names !== undefined && !held.names.has(r.name)) || held.resources.get(r.name)?.version !== r.version)
+    : wanted;
+  const resources = lacking.length === wanted.length ? wanted : lacking;
   // A subscription change that brings nothing new, at a version the client has: nothing to say.
-  if (resources.length === 0 && version === req.knownVersion) return undefined;
-  return { typeUrl: req.typeUrl, version, resources, state };
+  if (held && resources.length === 0 && version === req.knownVersion) return undefined;
+  return { typeUrl: req.typeUrl, version, resources, state, shared: everything && resources === wanted };
 }
 
 function deltaResponse(snapshot: Snapshot, req: DeltaWatchRequest): DeltaWatchResponse | undefined {

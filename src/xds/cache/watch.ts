@@ -39,6 +39,11 @@ export interface WatchResponse {
   resources: CachedResource[];
   /** The type's resources at `version` (the cache's map): what the client holds once it ACKs. */
   state: ReadonlyMap<string, CachedResource>;
+  /**
+   * `resources` is the state's own array, the same object for every stream sent this state:
+   * worth encoding once for all (a per-stream array is encoded for its one response).
+   */
+  shared: boolean;
 }
 
 export interface DeltaWatchRequest {

@@ -25,16 +25,24 @@ const RESOURCES_FIELD = DiscoveryResponseSchema.field.resources.number;
 if (DeltaDiscoveryResponseSchema.field.resources.number !== RESOURCES_FIELD) throw new Error("resources field numbers differ");
 
 /**
- * The encoded version_info, type_url and resources of a SotW response, kept per resources
- * array: a wildcard stream gets the snapshot's own shared array (snapshot-cache.ts), so every
- * sidecar sent the same state of a type shares one body and only its nonce is encoded per stream.
+ * The encoded version_info, type_url and resources of recent SotW responses, by resources
+ * array: a wildcard stream gets the state's own array (snapshot-cache.ts), so the sidecars of one
+ * view sent the same state share one body and only their nonce is encoded per stream. Recent
+ * only (least recently used out): a sidecar's own state (its CDS with its inbound clusters) is
+ * sent once and must not keep ~100 KiB per sidecar alive, while the bodies every stream of a push
+ * asks for stay at the front.
  */
-const bodies = new WeakMap<readonly CachedResource[], { versionInfo: string; typeUrl: string; afterTag: Uint8Array }>();
+const RECENT_BODIES = 32;
+const bodies = new Map<readonly CachedResource[], { versionInfo: string; typeUrl: string; afterTag: Uint8Array }>();
 const VERSION_INFO_FIELD = DiscoveryResponseSchema.field.versionInfo.number;
 
-function sotwBody(versionInfo: string, typeUrl: string, resources: readonly CachedResource[]): Uint8Array {
-  const known = bodies.get(resources);
-  if (known && known.versionInfo === versionInfo && known.typeUrl === typeUrl) return known.afterTag;
+function sotwBody(versionInfo: string, typeUrl: string, resources: readonly CachedResource[], shared: boolean): Uint8Array {
+  const known = shared ? bodies.get(resources) : undefined;
+  if (known && known.versionInfo === versionInfo && known.typeUrl === typeUrl) {
+    bodies.delete(resources);
+    bodies.set(resources, known);
+    return known.afterTag;
+  }
   const w = new BinaryWriter()
     .tag(VERSION_INFO_FIELD, WireType.LengthDelimited)
     .string(versionInfo)
@@ -45,13 +53,21 @@ function sotwBody(versionInfo: string, typeUrl: string, resources: readonly Cach
   // The writer puts an unknown field's tag before its bytes: the body goes in as "field 1" (its
   // first field, version_info) with the bytes after that one-byte tag.
   const afterTag = body.subarray(1);
-  bodies.set(resources, { versionInfo, typeUrl, afterTag });
+  if (shared) {
+    bodies.delete(resources);
+    bodies.set(resources, { versionInfo, typeUrl, afterTag });
+    if (bodies.size > RECENT_BODIES) bodies.delete(bodies.keys().next().value!);
+  }
   return afterTag;
 }
 
-export function sotwResponseMessage(init: { versionInfo: string; typeUrl: string; nonce: string }, resources: readonly CachedResource[]): DiscoveryResponse {
+export function sotwResponseMessage(
+  init: { versionInfo: string; typeUrl: string; nonce: string },
+  resources: readonly CachedResource[],
+  shared = false,
+): DiscoveryResponse {
   const message = create(DiscoveryResponseSchema, { nonce: init.nonce });
-  message.$unknown = [{ no: VERSION_INFO_FIELD, wireType: WireType.LengthDelimited, data: sotwBody(init.versionInfo, init.typeUrl, resources) }];
+  message.$unknown = [{ no: VERSION_INFO_FIELD, wireType: WireType.LengthDelimited, data: sotwBody(init.versionInfo, init.typeUrl, resources, shared) }];
   return message;
 }
 

@@ -151,7 +151,7 @@ export async function* sotwStream(
       st.sentResources = next.resources;
       st.sent = { resources: next.state, names: st.wildcard ? undefined : st.names };
       tracker.sent(node.id, next.typeUrl, next.version, nonce, next.resources.length);
-      return sotwResponseMessage({ versionInfo: next.version, typeUrl: next.typeUrl, nonce }, next.resources);
+      return sotwResponseMessage({ versionInfo: next.version, typeUrl: next.typeUrl, nonce }, next.resources, next.shared);
     });
   } finally {
     untrack?.();
