@@ -36,8 +36,9 @@ const RECENT_BODIES = 32;
 const bodies = new Map<readonly CachedResource[], { versionInfo: string; typeUrl: string; afterTag: Uint8Array }>();
 const VERSION_INFO_FIELD = DiscoveryResponseSchema.field.versionInfo.number;
 
-function sotwBody(versionInfo: string, typeUrl: string, resources: readonly CachedResource[], shared: boolean): Uint8Array {
-  const known = shared ? bodies.get(resources) : undefined;
+/** The cached body of a shared state, as one unknown field ("field 1" with the bytes after its tag). */
+function sharedBody(versionInfo: string, typeUrl: string, resources: readonly CachedResource[]): Uint8Array {
+  const known = bodies.get(resources);
   if (known && known.versionInfo === versionInfo && known.typeUrl === typeUrl) {
     bodies.delete(resources);
     bodies.set(resources, known);
@@ -49,25 +50,29 @@ function sotwBody(versionInfo: string, typeUrl: string, resources: readonly Cach
     .tag(DiscoveryResponseSchema.field.typeUrl.number, WireType.LengthDelimited)
     .string(typeUrl);
   for (const r of resources) w.tag(RESOURCES_FIELD, WireType.LengthDelimited).raw(r.wire);
-  const body = w.finish();
   // The writer puts an unknown field's tag before its bytes: the body goes in as "field 1" (its
   // first field, version_info) with the bytes after that one-byte tag.
-  const afterTag = body.subarray(1);
-  if (shared) {
-    bodies.delete(resources);
-    bodies.set(resources, { versionInfo, typeUrl, afterTag });
-    if (bodies.size > RECENT_BODIES) bodies.delete(bodies.keys().next().value!);
-  }
+  const afterTag = w.finish().subarray(1);
+  bodies.set(resources, { versionInfo, typeUrl, afterTag });
+  if (bodies.size > RECENT_BODIES) bodies.delete(bodies.keys().next().value!);
   return afterTag;
 }
 
+/** `shared`: the resources array is the same object for every stream sent this state (its body is kept for them). */
 export function sotwResponseMessage(
   init: { versionInfo: string; typeUrl: string; nonce: string },
   resources: readonly CachedResource[],
   shared = false,
 ): DiscoveryResponse {
-  const message = create(DiscoveryResponseSchema, { nonce: init.nonce });
-  message.$unknown = [{ no: VERSION_INFO_FIELD, wireType: WireType.LengthDelimited, data: sotwBody(init.versionInfo, init.typeUrl, resources, shared) }];
+  if (shared) {
+    const message = create(DiscoveryResponseSchema, { nonce: init.nonce });
+    message.$unknown = [{ no: VERSION_INFO_FIELD, wireType: WireType.LengthDelimited, data: sharedBody(init.versionInfo, init.typeUrl, resources) }];
+    return message;
+  }
+  // A stream's own state: its resources' bytes go in one by one (copied once, when the message is
+  // encoded), with no body built first.
+  const message = create(DiscoveryResponseSchema, init);
+  message.$unknown = resources.map((r) => ({ no: RESOURCES_FIELD, wireType: WireType.LengthDelimited, data: r.wire }));
   return message;
 }
 
