@@ -2,10 +2,12 @@
 // rotation), CA providers (builtin, istio, vault) and the SDS server on a Unix socket.
 //
 // Wiring (meshkey serve):
-//   const caProvider = createBuiltinCaProvider({ ca, authenticator });   // or createIstioCaProvider / createVaultCaProvider
+//   const pool = createCryptoPool();                                       // src/ca: keys, CSRs, signatures off the main thread
+//   const agentAuthenticator = withVerifiedTokenMemo(authenticator);       // one verification per issuance, SDS + builtin CA
+//   const caProvider = createBuiltinCaProvider({ ca, authenticator: agentAuthenticator }); // or createIstioCaProvider / createVaultCaProvider
 //   const cache = createSecretCache({ caProvider, trustDomain, keyType, graceRatio, certTtlSeconds,
-//                                     rootCertPem: () => ca.rootCertPem, logger, registry });
-//   const sds = await startSdsServer({ socketPath, cache, authenticator, logger, registry });
+//                                     createKeyAndCsr: pool.createKeyAndCsr, rootCertPem: () => ca.rootCertPem, logger, registry });
+//   const sds = await startSdsServer({ socketPath, cache, authenticator: agentAuthenticator, logger, registry });
 //   ... /debug/sds → sds.debug(); a new root → cache.notifyRootChanged()
 //   shutdown: await sds.close(); cache.close(); await caProvider.close?.();
 // The socket is mode 0666 so that every sidecar can connect: protect its DIRECTORY (see uds-socket.ts).
