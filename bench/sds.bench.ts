@@ -26,7 +26,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
-import { openCertificateAuthority, withVerifiedTokenMemo, type TokenAuthenticator } from "../src/ca/index.js";
+import { createCryptoPool, openCertificateAuthority, withVerifiedTokenMemo, type TokenAuthenticator } from "../src/ca/index.js";
 import { createBuiltinCaProvider, createSecretCache, startSdsServer, type CaProvider } from "../src/sds/index.js";
 import { spiffeIdOf } from "../src/spiffe/index.js";
 import { createTokenSigner } from "../test/sds/sds-harness.js";
@@ -50,6 +50,9 @@ const CONCURRENCY = Number(process.env.SDS_BENCH_CONCURRENCY ?? 8);
 const FLOOR_SET = process.env.SDS_BENCH_FLOOR_KINDS ? FLOOR_KINDS.filter((k) => process.env.SDS_BENCH_FLOOR_KINDS!.split(",").includes(k)) : FLOOR_KINDS;
 const FLOOR_NODE_ARGS = process.env.SDS_BENCH_FLOOR_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
 const pinned = process.env.SDS_BENCH_PIN !== "0" && canPin && pinProcess(process.pid, SERVER_CORE);
+// As meshkey serve: keys, CSR checks and signatures in a worker pool sized from the cores this
+// process may use (one when pinned: the rows below are one core's, the pool's hand-off included).
+const pool = createCryptoPool();
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -125,7 +128,7 @@ const signer = await createTokenSigner();
 // As meshkey serve wires it: one verified-token memo shared by the SDS server and the builtin CA,
 // so a stream's token is verified once for its first certificate.
 const authenticator = withVerifiedTokenMemo(signer.authenticator);
-const ca = await openCertificateAuthority({ stateDir: join(dir, "ca"), trustDomain: "cluster.local" });
+const ca = await openCertificateAuthority({ stateDir: join(dir, "ca"), trustDomain: "cluster.local", cryptoPool: pool });
 const provider: CaProvider = createBuiltinCaProvider({ ca, authenticator });
 const lines: string[] = [];
 let identitySeq = 0;
@@ -133,7 +136,7 @@ let identitySeq = 0;
 const mint = (n: number, prefix: string) => Promise.all(Array.from({ length: n }, () => signer.mint(`${prefix}${identitySeq % 20}`, `sa${identitySeq++}`)));
 
 try {
-  const cache = createSecretCache({ caProvider: provider, trustDomain: "cluster.local", rootCertPem: () => ca.rootCertPem, certTtlSeconds: 3600 });
+  const cache = createSecretCache({ caProvider: provider, trustDomain: "cluster.local", rootCertPem: () => ca.rootCertPem, certTtlSeconds: 3600, createKeyAndCsr: pool.createKeyAndCsr });
   const socketPath = join(dir, "sds", "uds_path");
   const server = await startSdsServer({ socketPath, cache, authenticator });
   const rawBefore = rawIssuesPerSecond(STREAMS);
@@ -149,6 +152,7 @@ try {
       trustDomain: "cluster.local",
       rootCertPem: () => ca.rootCertPem,
       certTtlSeconds: 3600,
+      createKeyAndCsr: pool.createKeyAndCsr,
     });
     const agentTurns: Turn[] = [];
     const twiceTurns: Turn[] = [];
@@ -219,6 +223,43 @@ try {
     for (const connections of ["shared", "per-stream"] as const) {
       for (const kind of floor ? FLOOR_SET : []) floorRows.push([kind, connections, rowOf(turns.get(`${kind}/${connections}`)!, STREAMS)]);
     }
+  }
+
+  // --- 2. both cores: the agent unpinned, its crypto pool one worker per core ------------
+  // The client process stays on core 1, so the agent's second worker shares that core with it.
+  if (parts.has("agent") && pinned) {
+    pinProcess(process.pid, -1);
+    const pool2 = createCryptoPool();
+    const ca2 = await openCertificateAuthority({ stateDir: join(dir, "ca"), trustDomain: "cluster.local", cryptoPool: pool2 });
+    const cache2 = createSecretCache({
+      caProvider: createBuiltinCaProvider({ ca: ca2, authenticator }),
+      trustDomain: "cluster.local",
+      rootCertPem: () => ca2.rootCertPem,
+      certTtlSeconds: 3600,
+      createKeyAndCsr: pool2.createKeyAndCsr,
+    });
+    const socket2 = join(dir, "sds-both", "uds_path");
+    const server2 = await startSdsServer({ socketPath: socket2, cache: cache2, authenticator });
+    const client = startFirstSecretClient();
+    const inProc: Turn[] = [];
+    const overGrpc: Turn[] = [];
+    for (let turn = 0; turn <= TURNS; turn++) {
+      const a = await agentInProcess(cache2, authenticator, await mint(STREAMS, "both"));
+      const u0 = process.cpuUsage();
+      const r = await client.turn(socket2, await mint(STREAMS, "bothgrpc"), "shared");
+      const u = process.cpuUsage(u0);
+      if (turn === 0) continue;
+      inProc.push(a);
+      overGrpc.push({ ...r, serverCpuMs: (u.user + u.system) / 1000 });
+    }
+    const workers = pool2.workerThreads().length;
+    await client.stop();
+    await server2.close(500);
+    cache2.close();
+    await pool2.close();
+    pinProcess(process.pid, SERVER_CORE);
+    rows.push([`both cores: agent in process, no gRPC, unpinned, crypto pool of ${workers} workers`, rowOf(inProc, STREAMS)]);
+    rows.push(["both cores: gRPC, grpc-js client in its own process (on core 1, with one of the agent's workers)", rowOf(overGrpc, STREAMS)]);
   }
 
   // --- 3. real Envoy as the client ------------------------------------------------
@@ -388,6 +429,7 @@ try {
     );
   }
 } finally {
+  await pool.close();
   rmSync(dir, { recursive: true, force: true });
 }
 

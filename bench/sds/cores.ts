@@ -14,9 +14,10 @@ export function onCore(core: number, cmd: string[]): string[] {
   return canPin ? ["taskset", "-c", String(core), ...cmd] : cmd;
 }
 
-/** Moves every thread of a running process to `core` (its later threads inherit it). */
+/** Moves every thread of a running process to `core` (-1: every core), and its later threads inherit it. */
 export function pinProcess(pid: number, core: number): boolean {
-  return canPin && spawnSync("taskset", ["-a", "-c", "-p", String(core), String(pid)], { stdio: "ignore" }).status === 0;
+  const cores = core < 0 ? `0-${cpus().length - 1}` : String(core);
+  return canPin && spawnSync("taskset", ["-a", "-c", "-p", cores, String(pid)], { stdio: "ignore" }).status === 0;
 }
 
 export const pinningNote = (): string =>
