@@ -11,6 +11,7 @@ import { deltaStream } from "./server/delta.js";
 import { checkNodeIdentity, type PeerIdentityOf } from "./server/node-identity.js";
 import { sotwStream, type StreamDeps } from "./server/sotw.js";
 import { createNameInterner } from "./server/name-interner.js";
+import { createPushThrottle } from "./server/push-throttle.js";
 import { createStreamDrain } from "./server/stream-drain.js";
 import { createSyncTracker, type NodeSyncStatus, type SyncTracker } from "./server/sync-tracker.js";
 
@@ -76,6 +77,7 @@ export async function startXdsServer(options: XdsServerOptions): Promise<Running
   const deps = {
     drain,
     intern: createNameInterner(),
+    throttle: createPushThrottle(),
     watcher: options.cache,
     cache: options.cache,
     tracker,

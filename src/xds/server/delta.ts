@@ -138,7 +138,7 @@ export async function* deltaStream(
       // Keep watching: what was just sent is now known, so only later changes answer.
       if (st.cancel === undefined) watch(next.typeUrl, st);
       return response;
-    });
+    }, deps.throttle);
   } finally {
     untrack?.();
     for (const st of states.values()) st.cancel?.();

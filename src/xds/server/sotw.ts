@@ -14,6 +14,7 @@ import type { CancelWatch, ConfigWatcher, HeldState, WatchNode, WatchResponse } 
 import { FULL_STATE_TYPES, PUSH_ORDER, pushRank } from "../resource/type-urls.js";
 import { MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./ads-limits.js";
 import type { NameInterner } from "./name-interner.js";
+import type { PushThrottle } from "./push-throttle.js";
 import { sotwResponseMessage } from "./packed-resources.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
 import type { SyncTracker } from "./sync-tracker.js";
@@ -29,6 +30,8 @@ export interface StreamDeps {
   drain?: StreamDrain;
   /** One string per resource name across streams (default: names kept as each request sent them). */
   intern?: NameInterner;
+  /** Bounds the responses being written at once across streams (default: no bound). */
+  throttle?: PushThrottle;
 }
 
 interface TypeState {
@@ -152,7 +155,7 @@ export async function* sotwStream(
       st.sent = { resources: next.state, names: st.wildcard ? undefined : st.names };
       tracker.sent(node.id, next.typeUrl, next.version, nonce, next.resources.length);
       return sotwResponseMessage({ versionInfo: next.version, typeUrl: next.typeUrl, nonce }, next.resources, next.shared);
-    });
+    }, deps.throttle);
   } finally {
     untrack?.();
     for (const st of states.values()) st.cancel?.();

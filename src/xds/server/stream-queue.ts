@@ -1,4 +1,5 @@
 import { ConnectError } from "@connectrpc/connect";
+import type { PushThrottle } from "./push-throttle.js";
 
 // The outgoing side of one ADS stream: at most one pending response per key
 // (a newer one replaces an older unsent one, so the queue is bounded by the number
@@ -62,6 +63,7 @@ export async function* serveStream<Req, T, Res>(
   queue: StreamQueue<T>,
   onRequest: (req: Req) => void,
   respond: (item: T) => Res | undefined,
+  throttle?: PushThrottle,
 ): AsyncGenerator<Res> {
   let ended = false;
   let failure: unknown;
@@ -85,10 +87,16 @@ export async function* serveStream<Req, T, Res>(
     for (;;) {
       if (signal.aborted) break;
       if (failure !== undefined) throw ConnectError.from(failure);
-      const item = queue.take();
-      if (item !== undefined) {
-        const response = respond(item);
-        if (response !== undefined) yield response;
+      if (queue.size() > 0) {
+        // The slot first, then the freshest item: what was queued while waiting is not sent stale.
+        const release = throttle ? await throttle.acquire() : undefined;
+        try {
+          const item = queue.take();
+          const response = item === undefined || signal.aborted ? undefined : respond(item);
+          if (response !== undefined) yield response;
+        } finally {
+          release?.();
+        }
         continue;
       }
       if (ended) break;
