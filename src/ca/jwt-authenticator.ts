@@ -68,11 +68,6 @@ export interface JwtAuthenticatorOptions {
   leewaySeconds?: number;
   /** Allow-list (default: asymmetric only). */
   algorithms?: string[];
-  /**
-   * @deprecated Ignored: this authenticator verifies every token it is given. To verify a token
-   * once for the node agent and the in-process CA, wrap any authenticator in withVerifiedTokenMemo.
-   */
-  verifiedTokenCacheMs?: number;
   /** The clock, in milliseconds since the epoch (default Date.now): exp, nbf and iat. */
   now?: () => number;
   /** JWKS from a URL or OIDC: background refresh age and the unknown-kid refresh rate limit. */
