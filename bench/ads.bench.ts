@@ -317,8 +317,8 @@ const exportLines = [...exports].map(
 const when = new Date().toISOString().slice(0, 16);
 const status = isFull
   ? `Full sweep, ${when}Z, Node ${process.version}, ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)} at the end.`
-  : `**Smoke run at reduced size, not a result** (${when}Z, Node ${process.version}, ${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)} at the end, ` +
-    `other work on both cores): it shows that the harness works; the figures are for no comparison. The full sweep is \`npm run bench -- ads\`.`;
+  : `**Part of the sweep** (the sizes in the table, ${TRIALS} trial${TRIALS > 1 ? "s, medians" : ""}; ${when}Z, Node ${process.version}, ${cpus().length} cores, ` +
+    `load average ${loadavg()[0]!.toFixed(1)} at the end, this bench's own server, client and peer included): the other sizes were not run.`;
 const md = `## ADS at mesh scale, side by side with go-control-plane (issue 11)
 \`${command}\`${isFull ? "" : " (this run)"}; the full sweep (N ∈ {1k, 5k, 10k} × services ∈ {1, 100, 1000}, 3 interleaved trials, medians) is \`npm run bench -- ads\`.
 ${status}${skipped ? ` ${skipped} sizes skipped (time budget).` : ""}
@@ -363,6 +363,14 @@ What stays unfair:
   meshkey's default connection limit (4096 per port) is raised to N+1000 here, as an operator would for this many sidecars.
 - Neither: both see the same client, the same bytes, one core each; the client decodes only names (not a full Envoy), so a real Envoy's
   slower reads would spread a push out for both.
+- At 1000 services (~1 MiB of clusters per sidecar, ~1 GiB per push for the one client process) the client falls behind, and the
+  peer's connections were reset (ECONNRESET), so its rows did not finish. Most likely its gRPC keepalive (a PING after 30 s, 5 s to
+  answer, bench/peers/go-control-plane) took the busy client for dead; meshkey's server PINGs every 60 s and waits 20 s. Not
+  investigated further: that row compares the servers' patience, not their speed.
+- The floor under meshkey's figures: a bare connect-node ADS server holding one open stream per connection costs 90 KiB RSS (52 KiB of
+  heap) per connection (\`node --import tsx bench/xds/bare-ads-memory.ts 1000\`), and with 1 service meshkey's push costs ~1 ms of CPU
+  per sidecar for ~3 small responses: connect-node's per-message cost. glibc keeps ~35 KiB per sidecar of the push's freed buffers;
+  \`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=65536\` gave 173 → 138 KiB at 1000 × 100 (not used in these rows).
 `;
 console.log(md);
 if (!values["no-report"]) writeBenchmarkSection("ads", md);
