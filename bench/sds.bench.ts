@@ -139,7 +139,10 @@ try {
   const cache = createSecretCache({ caProvider: provider, trustDomain: "cluster.local", rootCertPem: () => ca.rootCertPem, certTtlSeconds: 3600, createKeyAndCsr: pool.createKeyAndCsr });
   const socketPath = join(dir, "sds", "uds_path");
   const server = await startSdsServer({ socketPath, cache, authenticator });
-  const rawBefore = rawIssuesPerSecond(STREAMS);
+  // The pool's worker starts on this core (its module loading takes ~0.3 s of CPU): a job through it
+  // first, so that the raw limit is not measured while it boots.
+  await pool.createKeyAndCsr("ec-p256");
+  const rawBefore = rawIssuesPerSecond(2_000);
   const rows: Array<[string, Row]> = [];
   const floorRows: Array<[FloorKind, Connections, Row]> = [];
 
@@ -180,7 +183,18 @@ try {
     }
     const cpuTurn = async (cpuMs: () => Promise<number> | number, socket: string, tokens: string[], connections: Connections): Promise<Turn> => {
       const c0 = await cpuMs();
-      const r = await client.turn(socket, tokens, connections);
+      let r: TurnResult;
+      try {
+        r = await client.turn(socket, tokens, connections);
+      } catch (err) {
+        // A turn that did not finish: what the agent holds, for the reader of the failure.
+        if (socket === socketPath) {
+          const notServing = cache.debug().identities.filter((i) => i.state !== "serving");
+          console.error(`agent turn failed: ${notServing.length} identities not serving:`, JSON.stringify(notServing.slice(0, 5)), "pool:", JSON.stringify(pool.load()));
+          console.error("sds streams:", JSON.stringify(server.debug().streams.slice(0, 3)), server.debug().streams.length);
+        }
+        throw err;
+      }
       return { ...r, serverCpuMs: (await cpuMs()) - c0 };
     };
     const agentCpuMs = () => {
@@ -287,7 +301,7 @@ try {
     }
   }
 
-  const rawAfter = rawIssuesPerSecond(STREAMS);
+  const rawAfter = rawIssuesPerSecond(2_000);
   const raw = (rawBefore + rawAfter) / 2;
   await server.close(500);
   cache.close();
