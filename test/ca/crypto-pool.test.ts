@@ -6,7 +6,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { X509Certificate } from "node:crypto";
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -24,6 +24,7 @@ import {
 import { CaProviderError, createBuiltinCaProvider } from "../../src/sds/index.js";
 import { resolveServeConfig } from "../../src/cli/serve-config.js";
 import { openssl, tempDir, verifyChain } from "./helpers.js";
+import { recentFiles } from "../support/recent-files.js";
 
 const dir = tempDir("meshkey-pool-");
 const pools: CryptoPool[] = [];
@@ -241,27 +242,6 @@ test("a pool needs at least one worker", () => {
 
 // ------------------------------------------------ no private key on disk
 
-function* walk(root: string, since: number, depth = 0): Generator<string> {
-  if (depth > 6) return;
-  let names: string[];
-  try {
-    names = readdirSync(root);
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    if (n === "node_modules" || n === ".git") continue;
-    const p = join(root, n);
-    let st;
-    try {
-      st = statSync(p);
-    } catch {
-      continue;
-    }
-    if (st.isDirectory()) yield* walk(p, since, depth + 1);
-    else if (st.isFile() && st.mtimeMs >= since && st.size < 4 * 1024 * 1024) yield p;
-  }
-}
 
 test("no private key the pool made or was handed is written to a file", async () => {
   const started = Date.now() - 1_000;
@@ -273,7 +253,7 @@ test("no private key the pool made or was handed is written to a file", async ()
   const caKeyPem = readFileSync(join(stateDir, "root-key.pem"), "utf8");
   const bodies = [...made.map((m) => m.privateKeyPem), caKeyPem].map((k) => k.replace(/-----[A-Z ]+-----|\s/g, "").slice(20, 80));
   for (const root of [tmpdir(), process.cwd()]) {
-    for (const f of walk(root, started)) {
+    for (const f of recentFiles(root, started)) {
       if (f === join(stateDir, "root-key.pem")) continue; // the CA's own key, where it lives
       let text: string;
       try {

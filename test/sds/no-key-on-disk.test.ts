@@ -4,32 +4,12 @@
 // the working tree holds any of the keys the agent handed out.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { relative } from "node:path";
 import { ackOf, secretsOf, sotwRequest, startAgent, tlsOf } from "./sds-harness.js";
+import { recentFiles } from "../support/recent-files.js";
 
-function* walk(dir: string, since: number, depth = 0): Generator<string> {
-  if (depth > 6) return;
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    if (n === "node_modules" || n === ".git") continue;
-    const p = join(dir, n);
-    let st;
-    try {
-      st = statSync(p);
-    } catch {
-      continue;
-    }
-    if (st.isDirectory()) yield* walk(p, since, depth + 1);
-    else if (st.isFile() && st.mtimeMs >= since && st.size < 4 * 1024 * 1024) yield p;
-  }
-}
 
 function read(p: string): string {
   try {
@@ -58,14 +38,14 @@ test("no workload private key is written to disk", async () => {
     }
     assert.is(keys.size, 4);
     // The agent's own directory: only the CA's state dir may hold a private key.
-    for (const f of walk(env.dir, 0)) {
+    for (const f of recentFiles(env.dir, 0)) {
       if (relative(env.dir, f).startsWith("ca")) continue;
       assert.not.ok(read(f).includes("PRIVATE KEY"), `${f} holds a private key`);
     }
     // Anywhere new under the temp directory or the working tree: none of the workload keys.
     const bodies = [...keys].map((k) => k.replace(/-----[A-Z ]+-----|\s/g, "").slice(20, 80));
     for (const root of [tmpdir(), process.cwd()]) {
-      for (const f of walk(root, started)) {
+      for (const f of recentFiles(root, started)) {
         const text = read(f).replace(/\s/g, "");
         for (const b of bodies) assert.not.ok(text.includes(b), `${f} holds a workload key`);
       }
