@@ -13,6 +13,7 @@ import type { CancelWatch, DeltaWatchResponse, WatchNode } from "../cache/watch.
 import { PUSH_ORDER, pushRank } from "../resource/type-urls.js";
 import { MAX_NAMES_PER_REQUEST, MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./ads-limits.js";
 import { deltaResponseMessage } from "./packed-resources.js";
+import { keepName } from "./name-interner.js";
 import type { StreamDeps } from "./sotw.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
 
@@ -33,6 +34,7 @@ export async function* deltaStream(
   deps: StreamDeps,
 ): AsyncGenerator<DeltaDiscoveryResponse> {
   const { watcher, tracker } = deps;
+  const intern = deps.intern ?? keepName;
   const states = new Map<string, DeltaTypeState>();
   const queue = createStreamQueue<DeltaWatchResponse>();
   let node: WatchNode | undefined;
@@ -102,7 +104,7 @@ export async function* deltaStream(
     // Subscription changes apply even when the nonce is stale.
     for (const name of req.resourceNamesSubscribe) {
       if (name === "*") st.wildcard = true;
-      else st.subscribed.add(deps.intern ? deps.intern(name) : name);
+      else st.subscribed.add(intern(name));
     }
     if (st.subscribed.size > MAX_NAMES_PER_REQUEST) {
       throw new ConnectError(`too many names subscribed to ${typeUrl} on one stream (MAX_NAMES_PER_REQUEST ${MAX_NAMES_PER_REQUEST})`, Code.ResourceExhausted);

@@ -6,6 +6,9 @@
 // that exist nowhere, so the table is bounded and past its bound names are kept as sent.
 export type NameInterner = (name: string) => string;
 
+/** Names kept as each request sent them (a stream given no interner). */
+export const keepName: NameInterner = (name) => name;
+
 export const MAX_INTERNED_NAMES = 262_144;
 
 export function createNameInterner(max = MAX_INTERNED_NAMES): NameInterner {

@@ -13,7 +13,7 @@ import type { CachedResource } from "../cache/snapshot.js";
 import type { CancelWatch, ConfigWatcher, HeldState, WatchNode, WatchResponse } from "../cache/watch.js";
 import { FULL_STATE_TYPES, PUSH_ORDER, pushRank } from "../resource/type-urls.js";
 import { MAX_TYPES_PER_STREAM, checkResourceNames, checkTypeUrl, watchNodeOf } from "./ads-limits.js";
-import type { NameInterner } from "./name-interner.js";
+import { keepName, type NameInterner } from "./name-interner.js";
 import type { PushThrottle } from "./push-throttle.js";
 import { sotwResponseMessage } from "./packed-resources.js";
 import { createStreamQueue, serveStream } from "./stream-queue.js";
@@ -64,6 +64,7 @@ export async function* sotwStream(
   let node: WatchNode | undefined;
   let log = deps.logger;
   let nonces = 0;
+  const intern = deps.intern ?? keepName;
   const untrack = deps.drain?.track(() => queue.size() === 0 && [...states.values()].every((st) => st.answered === st.nonce));
 
   const handle = (req: DiscoveryRequest) => {
@@ -104,7 +105,6 @@ export async function* sotwStream(
     if (!st.subscribed && asked.length === 0) st.legacyWildcard = true;
     if (asked.length > 0 && !asked.includes("*")) st.legacyWildcard = false;
     const wildcard = asked.includes("*") || (asked.length === 0 && st.legacyWildcard);
-    const intern = deps.intern ?? ((n: string) => n);
     let names = new Set(asked.flatMap((n) => (n === "*" ? [] : [intern(n)])));
     const changed = st.subscribed && (wildcard !== st.wildcard || !sameSet(names, st.names));
     // An ACK repeats the names: the set the stream holds (and what it was sent) stays the one object.
